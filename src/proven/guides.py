@@ -1,0 +1,76 @@
+"""The guides: one runbook, one checks module and one page each, sharing number and slug."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNBOOKS = ROOT / "runbooks"
+CHECKS = ROOT / "tests" / "checks"
+BUILD = ROOT / "build"
+
+
+@dataclass(frozen=True)
+class Guide:
+    """A guide as the pipeline sees it."""
+
+    slug: str  # "01-storage": runbooks/01-storage.ipynb, tests/checks/test_01_storage.py
+    title: str
+    # Values verify passes instead of the runbook's real-server defaults, sized for the lab VM.
+    lab_parameters: dict = field(default_factory=dict)
+    # Slugs that must have run on the same VM first.
+    needs: tuple[str, ...] = ()
+    # Check the machine again after a reboot (for state that must survive one).
+    reboot_after: bool = False
+
+    @property
+    def runbook(self) -> Path:
+        return RUNBOOKS / f"{self.slug}.ipynb"
+
+    @property
+    def checks(self) -> Path:
+        return CHECKS / f"test_{self.slug.replace('-', '_')}.py"
+
+    @property
+    def executed(self) -> Path:
+        return BUILD / "executed" / f"{self.slug}.ipynb"
+
+
+GUIDES = (
+    Guide(
+        slug="01-storage",
+        title="Mirror two disks with mdadm and put LVM on top",
+        lab_parameters={
+            "DISKS": "/dev/vdb /dev/vdc",
+            "BOOT_SIZE": "128M",
+            "ROOT_SIZE": "320M",
+        },
+        reboot_after=True,
+    ),
+)
+
+
+def by_slug(slug: str) -> Guide:
+    """The guide called ``slug`` (or its number, ``01``); a clear error otherwise."""
+    for guide in GUIDES:
+        if slug in (guide.slug, guide.slug.split("-", 1)[0], guide.slug.split("-", 1)[1]):
+            return guide
+    known = ", ".join(g.slug for g in GUIDES)
+    raise KeyError(f"no guide called {slug!r}; known guides: {known}")
+
+
+def with_needs(slugs: list[str]) -> list[Guide]:
+    """The guides named, plus what they depend on, in pipeline order."""
+    wanted: set[str] = set()
+
+    def add(slug: str) -> None:
+        guide = by_slug(slug)
+        if guide.slug not in wanted:
+            wanted.add(guide.slug)
+            for need in guide.needs:
+                add(need)
+
+    for slug in slugs:
+        add(slug)
+    return [g for g in GUIDES if g.slug in wanted]
