@@ -23,14 +23,17 @@ class Guide:
     needs: tuple[str, ...] = ()
     # Check the machine again after a reboot (for state that must survive one).
     reboot_after: bool = False
+    # Where the runbook and its checks live; other folders hold test and draft runbooks.
+    runbooks_dir: Path = RUNBOOKS
+    checks_dir: Path = CHECKS
 
     @property
     def runbook(self) -> Path:
-        return RUNBOOKS / f"{self.slug}.ipynb"
+        return self.runbooks_dir / f"{self.slug}.ipynb"
 
     @property
     def checks(self) -> Path:
-        return CHECKS / f"test_{self.slug.replace('-', '_')}.py"
+        return self.checks_dir / f"test_{self.slug.replace('-', '_')}.py"
 
     @property
     def executed(self) -> Path:
@@ -49,6 +52,15 @@ GUIDES = (
         reboot_after=True,
     ),
 )
+
+
+def from_path(runbook: Path) -> Guide:
+    """A guide for a runbook outside runbooks/ (a draft, a test case); checks sit beside it."""
+    runbook = runbook.resolve()
+    if not runbook.is_file():
+        raise KeyError(f"no runbook at {runbook}")
+    return Guide(slug=runbook.stem, title=runbook.stem, runbooks_dir=runbook.parent,
+                 checks_dir=runbook.parent)
 
 
 def by_slug(slug: str) -> Guide:

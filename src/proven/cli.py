@@ -1,0 +1,132 @@
+"""The `proven` command: verify the guides, manage the lab, run or plan one runbook."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from proven.errors import ProvenError
+
+log = logging.getLogger("proven")
+
+QUIET = ("papermill", "traitlets", "asyncio", "blib2to3", "nbclient", "urllib3", "MARKDOWN")
+
+
+def setup_logging(verbose: bool) -> None:
+    """One handler for the package's logger; chatty libraries only speak up for warnings."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for name in QUIET:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def parse_parameters(pairs: list[str]) -> dict[str, str]:
+    """NAME=VALUE pairs from the command line."""
+    values = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ProvenError(f"parameter {pair!r} is not NAME=VALUE", hint="e.g. -p VG_NAME=vg1")
+        values[name] = value
+    return values
+
+
+def cmd_verify(args) -> int:
+    from proven import guides, verify
+
+    selected = [guides.from_path(Path(p)) for p in args.runbook]
+    if args.guides or not selected:
+        selected += guides.with_needs(args.guides) if args.guides else list(guides.GUIDES)
+    opts = verify.Options(guides=selected, keep=args.keep, disks=args.disks,
+                          site=not args.no_site, install=not args.no_install,
+                          extra=parse_parameters(args.param))
+    return verify.verify(opts)
+
+
+def cmd_host(args) -> int:
+    from proven import host, vm
+
+    if args.action == "prepare":
+        host.prepare(install=not args.no_install)
+    else:
+        if host.running_pid("libvirtd"):
+            vm.destroy()
+            from proven import box
+
+            for name in box.installed():
+                box.remove_pool_copies(name)
+        host.teardown()
+    return 0
+
+
+def cmd_box(args) -> int:
+    from proven import box, host
+
+    host.prepare()
+    if args.rebuild:
+        box.build(box.box_dir())
+    print(box.ensure())
+    return 0
+
+
+def cmd_destroy(args) -> int:
+    from proven import host, vm
+
+    host.prepare()
+    vm.destroy()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="proven", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every command")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("verify", help="run the guides on a fresh lab VM, check it, build the site")
+    p.add_argument("guides", nargs="*", help="guide slugs or numbers (default: all)")
+    p.add_argument("--runbook", action="append", default=[], metavar="PATH",
+                   help="also run this notebook (checks: test_<name>.py beside it)")
+    p.add_argument("--keep", action="store_true", help="leave the VM up afterwards, even on failure")
+    p.add_argument("--disks", type=int, choices=(2, 4), default=2,
+                   help="blank extra disks for the VM (4: RAID10 data array)")
+    p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="parameter passed to every runbook")
+    p.add_argument("--no-site", action="store_true", help="skip building the site")
+    p.add_argument("--no-install", action="store_true",
+                   help="do not install missing host packages; say which are missing")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("host", help="prepare or tear down the lab's host side")
+    p.add_argument("action", choices=("prepare", "teardown"))
+    p.add_argument("--no-install", action="store_true")
+    p.set_defaults(func=cmd_host)
+
+    p = sub.add_parser("box", help="build (when its recipe changed) and add the lab box")
+    p.add_argument("--rebuild", action="store_true", help="build even if the recipe is unchanged")
+    p.set_defaults(func=cmd_box)
+
+    p = sub.add_parser("destroy", help="destroy the lab VM and anything left of earlier runs")
+    p.set_defaults(func=cmd_destroy)
+
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        return args.func(args)
+    except ProvenError as exc:
+        log.error("%s", exc)
+        return 2
+    except KeyError as exc:
+        log.error("%s", exc.args[0])
+        return 2
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,258 @@
+"""`proven verify`: prove the guides still work on a fresh lab VM, then build the site.
+
+The phases, each timed and recorded in the report: host, box, VM up, each runbook, its
+checks (again after a reboot where the guide asks), site, destroy. The VM is destroyed at the
+end, also on failure or Ctrl-C, unless ``keep`` is set.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from proven import box, checks, host, sh, vm
+from proven.errors import ProvenError
+from proven.guides import BUILD, ROOT, Guide
+from proven.report import FAILED, NOT_RUN, PASSED, Phase, Report, RunbookReport, now
+from proven.runbook import StepFailed, Target, execute, validate_parameters
+
+log = logging.getLogger("proven")
+
+REPORT = BUILD / "report.json"
+
+
+@dataclass
+class Options:
+    """What the user asked of this run."""
+
+    guides: list[Guide]
+    keep: bool = False
+    disks: int = 2
+    site: bool = True
+    install: bool = True
+    step_timeout: int = int(os.environ.get("PROVEN_STEP_TIMEOUT", "1800"))
+    extra: dict = field(default_factory=dict)  # parameters for every runbook, from the CLI
+
+
+class Run:
+    """One verify run: its report, and a timer that records each phase into it."""
+
+    def __init__(self, report: Report) -> None:
+        self.report = report
+
+    @contextmanager
+    def phase(self, name: str):
+        start = time.monotonic()
+        entry = Phase(name=name, outcome=NOT_RUN, duration_s=0.0)
+        self.report.phases.append(entry)
+        log.info("== %s", name)
+        try:
+            yield entry
+        except BaseException as exc:
+            entry.outcome = FAILED
+            entry.detail = entry.detail or (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise
+        else:
+            if entry.outcome == NOT_RUN:
+                entry.outcome = PASSED
+        finally:
+            entry.duration_s = round(time.monotonic() - start, 1)
+            self.report.write(REPORT)
+
+
+def verify(opts: Options) -> int:
+    """Run the pipeline; return the exit status (0 only when every runbook passed)."""
+    report = Report(commit=git("rev-parse", "HEAD"), commit_dirty=bool(git("status", "--porcelain")))
+    report.runbooks = [RunbookReport(slug=g.slug, title=g.title) for g in opts.guides]
+    run = Run(report)
+    signal.signal(signal.SIGTERM, _interrupt)
+    env: dict[str, str] = {}
+    try:
+        for guide in opts.guides:
+            validate_parameters(guide.runbook, {**guide.lab_parameters, **opts.extra})
+
+        with run.phase("host"):
+            host.prepare(install=opts.install)
+            vm.clear_leftovers()
+        with run.phase("box"):
+            report.box = box.ensure()
+        report.tools = tool_versions()
+        env = vm.settings(disks=opts.disks)
+        report.host = {"os": os_release(), "accel": env["PROVEN_ACCEL"], "disks": opts.disks,
+                       "python": platform.python_version()}
+        with run.phase("VM up"):
+            ssh_config = vm.up(env)
+        target = Target(kind="ssh", ssh_config=ssh_config, netns=host.NETNS, sudo=True)
+
+        for guide in opts.guides:
+            if not run_guide(run, guide, target, opts):
+                break
+        if all(r.outcome == PASSED for r in report.runbooks):
+            reboot_and_recheck(run, opts, ssh_config)
+    except KeyboardInterrupt:
+        report.error = "interrupted (Ctrl-C or SIGTERM)"
+        log.error("verify: interrupted; cleaning up")
+    except ProvenError as exc:
+        report.error = str(exc)
+        log.error("verify failed: %s", exc)
+    except Exception as exc:  # the report must say what broke, whatever it was
+        report.error = f"{type(exc).__name__}: {exc}"
+        log.exception("verify: unexpected error")
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip cleanup
+        finish(run, opts, env)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    print_summary(report)
+    return 0 if report.outcome == PASSED else 1
+
+
+def run_guide(run: Run, guide: Guide, target: Target, opts: Options) -> bool:
+    """Execute one runbook and its checks; return whether both passed."""
+    rb = run.report.runbook(guide.slug)
+    rb.parameters = {**guide.lab_parameters, **opts.extra}
+    rb.executed_notebook = str(guide.executed.relative_to(ROOT))
+    with run.phase(f"runbook {guide.slug}") as phase:
+        try:
+            result = execute(guide.runbook, guide.executed, rb.parameters, target,
+                             step_timeout=opts.step_timeout)
+            rb.steps, rb.steps_run = result.steps, result.steps_run
+        except StepFailed as exc:
+            rb.outcome, rb.error = FAILED, str(exc)
+            rb.failed_step = f"{exc.step} {exc.title}"
+            rb.steps_run = exc.step
+            phase.outcome, phase.detail = FAILED, f"step {exc.step} '{exc.title}'"
+            log.error("%s", exc)
+    rb.duration_s = phase.duration_s
+    if rb.outcome == FAILED:
+        return False
+
+    with run.phase(f"checks {guide.slug}") as phase:
+        rb.checks = checks.run_guide(guide, "after runbook", rb.parameters, target.ssh_config)
+        rb.outcome = PASSED if rb.checks_failed == 0 and rb.checks else FAILED
+        phase.outcome = rb.outcome
+        phase.detail = f"{rb.checks_passed} passed, {rb.checks_failed} failed"
+    return rb.outcome == PASSED
+
+
+def reboot_and_recheck(run: Run, opts: Options, ssh_config: Path) -> None:
+    """Reboot once and run again the checks of guides whose state must survive a reboot."""
+    guides = [g for g in opts.guides if g.reboot_after]
+    if not guides:
+        return
+    with run.phase("reboot"):
+        vm.reboot()
+    for guide in guides:
+        rb = run.report.runbook(guide.slug)
+        with run.phase(f"checks {guide.slug} after reboot") as phase:
+            found = checks.run_guide(guide, "after reboot", rb.parameters, ssh_config)
+            rb.checks.extend(found)
+            if rb.checks_failed:
+                rb.outcome = FAILED
+            phase.outcome = FAILED if any(c.outcome == FAILED for c in found) else PASSED
+            phase.detail = f"{sum(c.outcome == PASSED for c in found)} passed"
+
+
+def finish(run: Run, opts: Options, env: dict[str, str]) -> None:
+    """Destroy the VM (unless kept), settle the outcome, write the report, build the site."""
+    report = run.report
+    if opts.keep:
+        log.info("verify: VM kept; log in with: ip netns exec %s ssh -F %s default",
+                 host.NETNS, vm.SSH_CONFIG.relative_to(ROOT))
+    else:
+        try:
+            with run.phase("destroy"):
+                vm.destroy(env or None)
+        except Exception as exc:
+            report.error = report.error or f"destroy failed: {exc}"
+            log.error("verify: destroying the VM failed: %s", exc)
+    ran = report.runbooks
+    passed = ran and not report.error and all(r.outcome == PASSED for r in ran)
+    report.outcome = PASSED if passed else FAILED
+    report.finished = now()
+    report.write(REPORT)
+    if opts.site:
+        try:
+            with run.phase("site"):
+                build_site()
+        except Exception as exc:
+            report.outcome = FAILED
+            report.error = report.error or f"site build failed: {exc}"
+        report.write(REPORT)
+
+
+def build_site() -> None:
+    """`mkdocs build --strict`; the pages take their status from the report just written."""
+    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet"],
+                          cwd=ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise ProvenError(f"mkdocs build --strict failed:\n{proc.stderr[-3000:]}",
+                          hint="fix the page it names, then run `nox -s docs`")
+
+
+def print_summary(report: Report) -> None:
+    """The closing table: phases with timings, then each runbook."""
+    lines = ["", "phase                                  outcome       seconds"]
+    for p in report.phases:
+        lines.append(f"{p.name:<38} {p.outcome:<12} {p.duration_s:>8.1f}  {p.detail}")
+    total = sum(p.duration_s for p in report.phases)
+    lines.append(f"{'total':<38} {'':<12} {total:>8.1f}")
+    lines += ["", "runbook          outcome      seconds  steps    checks"]
+    for r in report.runbooks:
+        lines.append(f"{r.slug:<16} {r.outcome:<12} {r.duration_s:>7.1f}  "
+                     f"{r.steps_run:>2}/{r.steps:<3}  {r.checks_passed} passed, "
+                     f"{r.checks_failed} failed")
+    lines.append("")
+    lines.append(f"verify {report.outcome}" + (f": {report.error.splitlines()[0]}"
+                                                 if report.error else ""))
+    lines.append(f"report: {REPORT.relative_to(ROOT)}")
+    print("\n".join(lines), flush=True)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def git(*args: str) -> str:
+    return sh.run(["git", "-C", str(ROOT), *args], check=False).strip()
+
+
+def os_release() -> str:
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    return platform.platform()
+
+
+def tool_versions() -> dict[str, str]:
+    """Versions of what the result depends on, as each tool reports itself."""
+    def first_line(cmd: list[str]) -> str:
+        try:
+            return sh.run(cmd, check=False).strip().splitlines()[0]
+        except (IndexError, OSError):
+            return "not found"
+
+    versions = {
+        "vagrant": first_line(["vagrant", "--version"]).removeprefix("Vagrant "),
+        "vagrant-libvirt": first_line(["dpkg-query", "-W", "-f=${Version}", "vagrant-libvirt"]),
+        "qemu": first_line(["qemu-system-x86_64", "--version"]),
+        "libvirt": first_line(["libvirtd", "--version"]),
+    }
+    for dist in ("papermill", "pytest-testinfra", "python-vagrant", "mkdocs", "mkdocs-material",
+                 "mkdocs-jupyter"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = "not installed"
+    return versions
