@@ -1,0 +1,61 @@
+"""Sessions: `verify` is the main job; `tests` is what CI runs. A bare `nox` stays cheap."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "unit"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
+
+PYTHON = "3.11"
+
+
+def install(session: nox.Session) -> None:
+    session.install("--quiet", "--upgrade", "pip")
+    session.install("--quiet", "-e", ".[docs]")
+
+
+@nox.session(python=PYTHON)
+def verify(session: nox.Session) -> None:
+    """Prove the guides on a fresh lab VM, check it, and build the site (needs root)."""
+    install(session)
+    session.run("proven", "verify", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Every test: unit tests, then the real pipeline on real VMs (slow, needs root)."""
+    install(session)
+    session.install("--quiet", "pytest-timeout")
+    session.run("pytest", "tests/unit", "tests/pipeline", "-m", "not benchmark", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def unit(session: nox.Session) -> None:
+    """Unit tests only: no VM, a few seconds."""
+    install(session)
+    session.run("pytest", "tests/unit", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """Build the site from the last report, without a VM (unverified pages say so)."""
+    install(session)
+    session.run("mkdocs", "build", "--strict", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def serve(session: nox.Session) -> None:
+    """Live preview of the site on http://127.0.0.1:8000 for writers."""
+    install(session)
+    session.run("mkdocs", "serve", "--dev-addr", "127.0.0.1:8000", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff on the code, and a check that runbooks are committed without outputs."""
+    session.install("--quiet", "ruff")
+    session.run("ruff", "check", "src", "tests", "noxfile.py")
+    session.run("ruff", "format", "--check", "src", "tests", "noxfile.py")
+    session.run("python", "tools/check_runbooks.py", *session.posargs)
