@@ -82,6 +82,19 @@ def cmd_destroy(args) -> int:
     return 0
 
 
+def cmd_check(args) -> int:
+    from proven import checks, vm
+    from proven.report import FAILED
+
+    if not vm.SSH_CONFIG.exists():
+        raise ProvenError("no lab VM is up", hint="start one with `proven verify --keep`")
+    found = checks.run(Path(args.checks).resolve(), "manual", parse_parameters(args.param),
+                       vm.SSH_CONFIG, sudo=not args.no_sudo)
+    for check in found:
+        print(f"{check.outcome:<8} {check.name}" + (f"\n{check.message}" if check.message else ""))
+    return 1 if any(c.outcome == FAILED for c in found) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="proven", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log every command")
@@ -112,6 +125,12 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("destroy", help="destroy the lab VM and anything left of earlier runs")
     p.set_defaults(func=cmd_destroy)
+
+    p = sub.add_parser("check", help="run a testinfra checks file against the lab VM")
+    p.add_argument("checks", help="path of a test_*.py checks module")
+    p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--no-sudo", action="store_true", help="run the checks' commands unprivileged")
+    p.set_defaults(func=cmd_check)
 
     args = parser.parse_args(argv)
     setup_logging(args.verbose)

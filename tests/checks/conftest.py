@@ -1,4 +1,4 @@
-"""Fixtures shared by the testinfra checks: the runbook's parameters, and root-only reads.
+"""Fixtures shared by the testinfra checks: the parameters the runbook ran with.
 
 Checks run through ``proven`` (verify, check), which passes the parameters the runbook ran
 with in ``PROVEN_PARAMETERS``; the runbook's own defaults fill the rest.
@@ -36,17 +36,3 @@ def params(request) -> dict[str, str]:
     values = runbook_defaults(next(RUNBOOKS.glob(f"{number}-*.ipynb")))
     values.update({k: str(v) for k, v in json.loads(os.environ.get("PROVEN_PARAMETERS", "{}")).items()})
     return values
-
-
-def read_root_file(host, path: str) -> str:
-    """The content of a file only root may read; a clear failure when the check lacks sudo."""
-    __tracebackhide__ = True
-    cmd = host.run("cat %s", path)
-    if cmd.rc != 0:
-        who = host.user().name
-        pytest.fail(
-            f"cannot read {path} as {who}: {cmd.stderr.strip()}. Root-only files need the "
-            "checks to run with sudo (testinfra --sudo; `proven check` passes it by default)",
-            pytrace=False,
-        )
-    return cmd.stdout

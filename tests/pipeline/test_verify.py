@@ -1,0 +1,74 @@
+"""`proven verify` end to end on real VMs: the storage guide passes, a failing step fails."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from conftest import FIXTURES, ROOT, lab_leftovers, proven, report
+
+
+@pytest.fixture(scope="module")
+def storage_run():
+    """One verify of the storage guide with the VM kept for the extra checks below."""
+    proc = proven("verify", "01-storage", "--keep")
+    yield proc
+    proven("destroy", timeout=600)
+
+
+def test_storage_guide_passes_with_its_checks(storage_run):
+    """verify exits 0 and the report says the storage runbook passed, checks and all."""
+    assert storage_run.returncode == 0, storage_run.stdout[-3000:]
+    rb = report()["runbooks"][0]
+
+    assert report()["outcome"] == "passed"
+    assert rb["slug"] == "01-storage" and rb["outcome"] == "passed"
+    assert rb["steps"] > 0 and rb["steps_run"] == rb["steps"]
+    assert rb["checks_failed"] == 0 and rb["checks_passed"] >= 10
+    assert {c["stage"] for c in rb["checks"]} == {"after runbook", "after reboot"}
+
+
+def test_summary_prints_every_phase_with_timings(storage_run):
+    """The closing table names each phase of the pipeline with its seconds."""
+    for phase in ("host", "box", "VM up", "runbook 01-storage", "checks 01-storage",
+                  "reboot", "site"):
+        assert re.search(rf"^{re.escape(phase)}\s+passed\s+\d+\.\d", storage_run.stdout, re.M)
+
+
+def test_site_shows_output_of_this_very_run(storage_run):
+    """The storage page carries the md2 UUID this run created, so the output is this run's."""
+    executed = (ROOT / "build" / "executed" / "01-storage.ipynb").read_text()
+    uuid = re.search(r"name=lab:data UUID=([0-9a-f:]{35})", executed).group(1)
+    page = (ROOT / "site" / "guides" / "01-storage" / "index.html").read_text()
+
+    assert uuid in page
+
+
+def test_root_only_file_is_read_through_sudo(storage_run):
+    """A check reading a root-owned 0640 file passes when it runs through sudo."""
+    proc = proven("check", str(FIXTURES / "test_root_only_file.py"))
+
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_root_only_file_without_sudo_fails_clearly(storage_run):
+    """Without sudo the same check fails and says that sudo is what it needs."""
+    proc = proven("check", str(FIXTURES / "test_root_only_file.py"), "--no-sudo")
+
+    assert proc.returncode != 0
+    assert "cannot read /etc/shadow as vagrant" in proc.stdout
+    assert "need the checks to run with sudo" in proc.stdout
+
+
+def test_failing_step_fails_verify_and_leaves_nothing_behind(storage_run):
+    """A command failing mid-step stops verify, names runbook and step, and leaks no VM."""
+    proc = proven("verify", "--runbook", str(FIXTURES / "90-fails-midway.ipynb"), "--no-site")
+    data = report()
+
+    assert proc.returncode != 0
+    assert "90-fails-midway" in proc.stdout and "step 2" in proc.stdout
+    assert "Fail in the middle" in proc.stdout
+    assert data["outcome"] == "failed"
+    assert data["runbooks"][0]["outcome"] == "failed"
+    assert "after" not in data["runbooks"][0]["error"].split("--- output ---")[-1].split()
+    assert lab_leftovers() == ([], [])
