@@ -1,0 +1,45 @@
+"""mkdocs hooks: write the generated pages before each build; the work is in proven.site."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from mkdocs.exceptions import PluginError
+
+try:
+    from proven import site
+except ImportError:  # building from a checkout without `pip install -e .`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    from proven import site
+
+log = logging.getLogger("mkdocs.hooks.proven")
+
+
+def on_pre_build(config) -> None:
+    """Write docs/guides/NN-slug.ipynb and docs/report.md; fail the build on a SiteError."""
+    root = Path(config.config_file_path).resolve().parent
+    try:
+        pages = site.generate(
+            Path(config.docs_dir),
+            root,
+            site.report_path(root),
+            directory_urls=config.use_directory_urls,
+        )
+    except site.SiteError as err:
+        raise PluginError(str(err)) from err
+    for page in pages:
+        verdict = f"{page.badge.label}: " if page.badge else ""
+        action = "wrote" if page.written else "unchanged"
+        log.info("%s%s %s (from %s)", verdict, action, page.path.name, page.source or "nothing")
+
+
+def on_serve(server, config, builder):
+    """Rebuild when a runbook or the report changes, not only when docs/ does."""
+    root = Path(config.config_file_path).resolve().parent
+    # The report's folder holds VM images too: watch only its top level, where the report is.
+    for path, recursive in ((root / "runbooks", True), (site.report_path(root).parent, False)):
+        if path.is_dir():
+            server.watch(str(path), recursive=recursive)
+    return server

@@ -1,0 +1,630 @@
+"""The site's generated pages: each guide's notebook with its status badge, and the report page.
+
+``docs/hooks.py`` calls :func:`generate` before every mkdocs build. For each guide it writes
+``docs/guides/NN-slug.ipynb`` from the executed notebook of the last verify run (or from the
+bare runbook when that run did not execute it), with a badge cell on top and a Verification
+section at the end, and it writes ``docs/report.md`` from the report. A page claims "passed"
+only when :func:`judge` finds nothing to doubt; every doubt becomes a stated reason.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+from proven.errors import ProvenError
+from proven.guides import GUIDES, ROOT, Guide
+from proven.report import CARRIED, FAILED, NOT_RUN, PASSED, SKIPPED, Report, RunbookReport
+
+log = logging.getLogger("proven")
+
+REPORT_ENV = "PROVEN_REPORT"
+VERIFIED = "verified"
+NOT_VERIFIED = "not verified"
+# Outcomes after which the runbook's executed notebook exists and shows real output.
+RAN = (PASSED, FAILED, CARRIED)
+BADGE_CELL_ID = "proven-badge"
+VERIFICATION_CELL_ID = "proven-verification"
+
+
+class SiteError(ProvenError):
+    """The site cannot be built as asked (a runbook missing, a page shadowed, a bad report)."""
+
+
+@dataclass(frozen=True)
+class Badge:
+    """What a guide page may claim about its last verify run."""
+
+    label: str  # "passed", "carried over" or "not verified"
+    tone: str  # colour: "passed", "failed" or "unverified"
+    reasons: tuple[str, ...] = ()  # why the page is not verified; empty when it is
+    date: str = ""
+    commit: str = ""
+    box: str = ""
+    duration: str = ""
+    checks: str = ""  # "passed/total"
+
+    @property
+    def verified(self) -> bool:
+        return not self.reasons
+
+
+@dataclass(frozen=True)
+class Page:
+    """One generated page and what the build wrote."""
+
+    path: Path
+    badge: Badge | None
+    source: Path | None
+    written: bool
+
+
+# ---------------------------------------------------------------------------------------------
+# Where things are
+
+
+def report_path(root: Path = ROOT) -> Path:
+    """The report the site is built from: ``$PROVEN_REPORT`` or ``build/report.json``."""
+    override = os.environ.get(REPORT_ENV)
+    return Path(override).resolve() if override else root / "build" / "report.json"
+
+
+def runbook_path(guide: Guide, root: Path = ROOT) -> Path:
+    return root / "runbooks" / f"{guide.slug}.ipynb"
+
+
+def executed_path(rb: RunbookReport, root: Path, report_file: Path) -> Path:
+    """The executed notebook of ``rb``: as the report names it, else next to the report."""
+    if rb.executed_notebook:
+        named = Path(rb.executed_notebook)
+        return named if named.is_absolute() else root / named
+    return report_file.parent / "executed" / f"{rb.slug}.ipynb"
+
+
+def git_head(root: Path = ROOT) -> str | None:
+    """The commit checked out at ``root``, or None outside a git checkout."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None
+
+
+def local_changes(paths: Sequence[Path], root: Path = ROOT) -> tuple[str, ...]:
+    """Those of ``paths`` with uncommitted changes (a page must not vouch for edits)."""
+    existing = [str(p) for p in paths if p.exists()]
+    if not existing:
+        return ()
+    try:
+        done = subprocess.run(
+            ["git", "status", "--porcelain", "--", *existing],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ()  # not a checkout: judge() already refuses to vouch without a commit
+    return tuple(line[3:] for line in done.stdout.splitlines() if line.strip())
+
+
+def load_report(path: Path) -> Report | None:
+    """The report at ``path``; None when there is none; a SiteError when it is unreadable."""
+    try:
+        return Report.load(path)
+    except (ValueError, TypeError, KeyError) as err:
+        raise SiteError(
+            f"verification report {path} cannot be read: {err}",
+            hint="run `nox -s verify` again, or delete the file to build a site without one",
+        ) from err
+
+
+# ---------------------------------------------------------------------------------------------
+# The badge rules
+
+
+def judge(
+    slug: str,
+    report: Report | None,
+    head: str | None,
+    *,
+    executed_found: bool = True,
+    changes: Sequence[str] = (),
+) -> Badge:
+    """The badge for guide ``slug``: passed or carried over only when nothing casts doubt."""
+    if report is None:
+        return Badge(NOT_VERIFIED, "unverified", ("no verification report was found",))
+
+    reasons: list[str] = []
+    if not head:
+        reasons.append("the site is not built from a git checkout, so no commit can be matched")
+    elif not same_commit(report.commit, head):
+        reasons.append(
+            f"the report is for commit {short(report.commit) or 'unknown'}, "
+            f"this site is built from {short(head)}"
+        )
+    if report.commit_dirty:
+        reasons.append("the verify run had uncommitted changes")
+    reasons += [f"{path} changed since the last commit" for path in changes]
+
+    rb = report.runbook(slug)
+    if rb is None:
+        reasons.append("this runbook is not in the report")
+        return Badge(NOT_VERIFIED, "unverified", tuple(reasons), **run_facts(report, None))
+
+    reasons += runbook_doubts(rb)
+    if rb.outcome in RAN and not executed_found:
+        reasons.append("the executed notebook is missing, so the page shows no output")
+
+    failed = rb.outcome == FAILED or rb.checks_failed > 0
+    if reasons:
+        tone = "failed" if failed else "unverified"
+        return Badge(NOT_VERIFIED, tone, tuple(reasons), **run_facts(report, rb))
+    return Badge(rb.outcome, "passed", (), **run_facts(report, rb))
+
+
+def runbook_doubts(rb: RunbookReport) -> list[str]:
+    """Why ``rb`` on its own does not prove its guide (empty when it does)."""
+    doubts = []
+    if rb.outcome not in (PASSED, CARRIED):
+        at = f" at step {rb.failed_step}" if rb.failed_step else ""
+        doubts.append(f"the runbook's outcome was “{rb.outcome}”{at}")
+    if rb.outcome == CARRIED and not rb.carried_from:
+        doubts.append("it was carried over without the date of the run that proved it")
+    if rb.steps == 0:
+        doubts.append("no steps were recorded")
+    elif rb.steps_run < rb.steps:
+        doubts.append(f"only {rb.steps_run} of {rb.steps} steps ran")
+    if not rb.checks:
+        doubts.append("no checks ran")
+    counts: dict[str, int] = {}
+    for check in rb.checks:
+        if check.outcome != PASSED:
+            counts[check.outcome] = counts.get(check.outcome, 0) + 1
+    for outcome, n in sorted(counts.items()):
+        doubts.append(f"{n} check{'s' if n > 1 else ''} {outcome_phrase(outcome)}")
+    return doubts
+
+
+def outcome_phrase(outcome: str) -> str:
+    return {FAILED: "failed", SKIPPED: "skipped", NOT_RUN: "did not run"}.get(
+        outcome, f"ended “{outcome}”"
+    )
+
+
+def run_facts(report: Report, rb: RunbookReport | None) -> dict[str, str]:
+    """The facts a badge shows about the run, whatever its verdict."""
+    facts = {"commit": short(report.commit), "box": box_label(report.box)}
+    facts["date"] = day(rb.carried_from if rb and rb.outcome == CARRIED else report.started)
+    if rb is not None:
+        facts["duration"] = duration(rb.duration_s)
+        facts["checks"] = f"{rb.checks_passed}/{len(rb.checks)}"
+    return facts
+
+
+def same_commit(a: str, b: str) -> bool:
+    """Whether two commit ids name the same commit (either may be abbreviated)."""
+    if not a or not b or min(len(a), len(b)) < 7:
+        return False
+    return a.startswith(b) or b.startswith(a)
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting
+
+
+def short(commit: str) -> str:
+    return commit[:7]
+
+
+def day(timestamp: str) -> str:
+    """The date part of an ISO 8601 timestamp ("2025-03-01T10:00:00Z" -> "2025-03-01")."""
+    return timestamp[:10] if len(timestamp) >= 10 and timestamp[4] == "-" else timestamp
+
+
+def when(timestamp: str) -> str:
+    """An ISO 8601 UTC timestamp as "2025-03-01 10:00 UTC"."""
+    if len(timestamp) >= 16 and timestamp[10] == "T":
+        return f"{timestamp[:10]} {timestamp[11:16]} UTC"
+    return timestamp or "–"
+
+
+def duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def box_label(box: dict) -> str:
+    """A box as "name version" from whichever of those keys the report has."""
+    parts = [str(box[k]) for k in ("name", "version") if box.get(k)]
+    return " ".join(parts) or "unknown box"
+
+
+def nav_title(guide: Guide) -> str:
+    """The guide's numbered title, as in the navigation ("1. Mirror two disks ...")."""
+    return f"{int(guide.slug.split('-', 1)[0])}. {guide.title}"
+
+
+def cell(text: object) -> str:
+    """Text made safe for a Markdown table cell."""
+    flat = " ".join(str(text).split())
+    return html.escape(flat, quote=False).replace("|", "\\|")
+
+
+def code(text: object) -> str:
+    flat = " ".join(str(text).split()).replace("`", "'").replace("|", "\\|")
+    return f"`{flat}`" if flat else ""
+
+
+def outcome_html(outcome: str) -> str:
+    slug = outcome.replace(" ", "-")
+    return f'<span class="proven-outcome proven-outcome--{slug}">{html.escape(outcome)}</span>'
+
+
+def badge_html(badge: Badge, links: Iterable[tuple[str, str]] = ()) -> str:
+    """The badge as one HTML block (renders the same in notebook and Markdown pages)."""
+    facts = [
+        f"on {badge.date}" if badge.date else "",
+        f"commit {badge.commit}" if badge.commit else "",
+        f"box {badge.box}" if badge.box else "",
+        f"took {badge.duration}" if badge.duration else "",
+        f"checks {badge.checks} passed" if badge.checks else "",
+    ]
+    facts = [html.escape(f) for f in facts if f]
+    if badge.label == CARRIED and badge.date:
+        facts[0] = html.escape(f"proven on {badge.date}, carried over unchanged")
+    parts = [
+        f'<div class="proven-badge proven-badge--{badge.tone}">',
+        f'<span class="proven-badge__label">{html.escape(badge.label)}</span>',
+    ]
+    if facts:
+        parts.append(f'<span class="proven-badge__facts">{" · ".join(facts)}</span>')
+    if badge.reasons:
+        why = "; ".join(badge.reasons)
+        parts.append(f'<span class="proven-badge__why">Why: {html.escape(why)}.</span>')
+    link_html = [f'<a href="{html.escape(href)}">{html.escape(text)}</a>' for text, href in links]
+    if link_html:
+        parts.append(f'<span class="proven-badge__links">{" · ".join(link_html)}</span>')
+    parts.append("</div>")
+    return "\n".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Guide pages
+
+
+def checks_table(rb: RunbookReport) -> list[str]:
+    rows = ["| Check | Stage | Outcome |", "|---|---|---|"]
+    for check in rb.checks:
+        outcome = outcome_html(check.outcome)
+        if check.message and check.outcome != PASSED:
+            outcome += f"<br>{cell(check.message[:300])}"
+        rows.append(f"| {code(check.name)} | {cell(check.stage)} | {outcome} |")
+    return rows
+
+
+def verification_markdown(
+    guide: Guide, rb: RunbookReport | None, badge: Badge, next_link: tuple[str, str]
+) -> str:
+    """The Verification section appended to a guide page."""
+    lines = ["## Verification", ""]
+    checks_file = f"tests/checks/{guide.checks.name}"
+    if rb is not None and rb.checks:
+        lines += [
+            f"After the steps above, the pipeline checked the lab VM with pytest-testinfra "
+            f"({code(checks_file)}). These are the checks and how each one ended:",
+            "",
+            *checks_table(rb),
+            "",
+        ]
+    else:
+        lines += [
+            f"The checks for this guide live in {code(checks_file)}. No verify run has "
+            "recorded their outcome for the commit this site was built from, so the steps "
+            "above come without proof and without output.",
+            "",
+        ]
+    if not badge.verified:
+        lines += [f"This page is **not verified**: {'; '.join(badge.reasons)}.", ""]
+    text, href = next_link
+    lines.append(f"**Next:** [{text}]({href})")
+    return "\n".join(lines)
+
+
+def markdown_cell(source: str, cell_id: str, with_id: bool) -> nbformat.NotebookNode:
+    # A fixed id keeps the written file identical between builds, so `mkdocs serve` settles.
+    cell = nbformat.v4.new_markdown_cell(source)
+    if with_id:
+        cell["id"] = cell_id
+    else:
+        cell.pop("id", None)
+    return cell
+
+
+def guide_notebook(
+    source: Path, guide: Guide, rb: RunbookReport | None, badge: Badge, links: dict[str, str]
+) -> str:
+    """The page notebook for ``guide``: ``source`` with a badge on top and Verification below."""
+    nb = nbformat.read(source, as_version=4)
+    with_id = (nb.nbformat, nb.nbformat_minor) >= (4, 5)
+    badge_links = [("Verification report", links["report"]), ("Download", links["download"])]
+    nb.cells.insert(0, markdown_cell(badge_html(badge, badge_links), BADGE_CELL_ID, with_id))
+    tail = verification_markdown(guide, rb, badge, (links["next_text"], links["next"]))
+    nb.cells.append(markdown_cell(tail, VERIFICATION_CELL_ID, with_id))
+    return nbformat.writes(nb)
+
+
+def page_links(guide: Guide, following: Guide | None, directory_urls: bool) -> dict[str, str]:
+    """Links from a guide page, relative to where mkdocs puts it.
+
+    Notebook pages bypass mkdocs' Markdown link rewriting, so these are site URLs.
+    """
+    up = "../../" if directory_urls else "../"
+
+    def url(page: str) -> str:  # page as "guides/02-slug" or "report"
+        return up + (f"{page}/" if directory_urls else f"{page}.html")
+
+    links = {"report": url("report"), "download": f"{guide.slug}.ipynb"}
+    if following is None:
+        links["next"], links["next_text"] = url("report"), "The verification report"
+    else:
+        links["next"], links["next_text"] = url(f"guides/{following.slug}"), nav_title(following)
+    return links
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    """Write ``text`` unless ``path`` holds it already (mkdocs serve rebuilds on every write)."""
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# The report page
+
+
+def report_markdown(
+    report: Report | None,
+    head: str | None,
+    badges: dict[str, Badge],
+    report_file: Path,
+    root: Path = ROOT,
+    guides: Sequence[Guide] = GUIDES,
+) -> str:
+    """The verification report page, in Markdown."""
+    shown = report_file.relative_to(root) if report_file.is_relative_to(root) else report_file
+    lines = ["# Verification report", ""]
+    if report is None:
+        lines += [
+            '!!! warning "No verification report"',
+            "",
+            f"    This site was built without a report: there is none at {code(shown)}. "
+            "Every guide says **not verified** until `nox -s verify` has run the runbooks "
+            "on a lab VM and recorded what happened.",
+            "",
+        ]
+    else:
+        lines += [
+            f"The last verify run, as recorded in {code(shown)}. A guide shows **passed** "
+            "only when its runbook ran every step and every check passed, on the commit "
+            "this site was built from.",
+            "",
+            *run_summary(report, head),
+            *phases_table(report),
+        ]
+    lines += runbooks_section(report, badges, guides)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def run_summary(report: Report, head: str | None) -> list[str]:
+    if not head:
+        match = "this site was not built from a git checkout"
+    elif same_commit(report.commit, head):
+        match = "the commit this site was built from"
+    else:
+        match = f"not the commit this site was built from ({short(head)})"
+    dirty = ", with uncommitted changes" if report.commit_dirty else ""
+    rows = [
+        ("Outcome", outcome_html(report.outcome)),
+        ("Started", cell(when(report.started))),
+        ("Finished", cell(when(report.finished))),
+        ("Commit", f"{code(short(report.commit)) or '–'}: {cell(match + dirty)}"),
+        ("Box", mapping(report.box)),
+        ("Host", mapping(report.host)),
+        ("Tools", mapping(report.tools)),
+    ]
+    lines = ["## Run", "", "| | |", "|---|---|"]
+    lines += [f"| {name} | {value} |" for name, value in rows]
+    if report.error:
+        lines += ["", f"**Error:** {cell(report.error)}"]
+    return [*lines, ""]
+
+
+def mapping(values: dict) -> str:
+    return "<br>".join(f"{cell(k)}: {code(v)}" for k, v in values.items()) or "–"
+
+
+def phases_table(report: Report) -> list[str]:
+    if not report.phases:
+        return ["## Phases", "", "The report records no phases.", ""]
+    lines = ["## Phases", "", "| Phase | Outcome | Duration | Detail |", "|---|---|--:|---|"]
+    for p in report.phases:
+        detail = cell(p.detail) or "–"
+        row = f"| {cell(p.name)} | {outcome_html(p.outcome)} | {duration(p.duration_s)} | {detail}"
+        lines.append(row + " |")
+    total = sum(p.duration_s for p in report.phases)
+    return [*lines, f"| **Total** | | **{duration(total)}** | |", ""]
+
+
+def runbooks_section(
+    report: Report | None, badges: dict[str, Badge], guides: Sequence[Guide]
+) -> list[str]:
+    known = {g.slug: g for g in guides}
+    slugs = [g.slug for g in guides]
+    if report is not None:
+        slugs += [rb.slug for rb in report.runbooks if rb.slug not in known]
+
+    lines = ["## Runbooks", "", "| Guide | Page | Outcome | Duration | Steps run | Checks passed |"]
+    lines.append("|---|---|---|--:|--:|--:|")
+    for slug in slugs:
+        rb = report.runbook(slug) if report else None
+        title = nav_title(known[slug]) if slug in known else rb.title
+        page = badges[slug].label if slug in badges else "not on the site"
+        if rb is None:
+            not_run = outcome_html("not run")
+            lines.append(f"| [{cell(title)}](#{slug}) | {page} | {not_run} | – | – | – |")
+            continue
+        lines.append(
+            f"| [{cell(title)}](#{slug}) | {page} | {outcome_html(rb.outcome)} "
+            f"| {duration(rb.duration_s)} | {rb.steps_run}/{rb.steps} "
+            f"| {rb.checks_passed}/{len(rb.checks)} |"
+        )
+    lines.append("")
+    for slug in slugs:
+        lines += runbook_detail(slug, report, badges.get(slug), known.get(slug))
+    return lines
+
+
+def runbook_detail(
+    slug: str, report: Report | None, badge: Badge | None, guide: Guide | None
+) -> list[str]:
+    rb = report.runbook(slug) if report else None
+    title = nav_title(guide) if guide else rb.title
+    lines = [f"### {cell(title)} {{#{slug}}}", ""]
+    if badge is not None:
+        lines += [badge_html(badge), ""]
+    if guide is not None:
+        lines += [f"[Read the guide](guides/{slug}.ipynb)", ""]
+    if rb is None:
+        return [*lines, "This runbook did not take part in the run.", ""]
+    if rb.carried_from:
+        lines += [f"Carried over from the run of {cell(when(rb.carried_from))}.", ""]
+    if rb.failed_step or rb.error:
+        lines += [f"**Failed at step {cell(rb.failed_step or '?')}:** {cell(rb.error)}", ""]
+    if rb.parameters:
+        params = ", ".join(code(f"{k}={v}") for k, v in rb.parameters.items())
+        lines += [f"Parameters: {params}", ""]
+    if rb.measurements:
+        lines += ["| Measurement | Value |", "|---|---|"]
+        lines += [f"| {cell(k)} | {code(v)} |" for k, v in rb.measurements.items()]
+        lines.append("")
+    if rb.checks:
+        lines += [*checks_table(rb), ""]
+    else:
+        lines += ["No checks ran.", ""]
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# The build
+
+
+def find_shadows(docs_dir: Path) -> list[tuple[Path, Path]]:
+    """Pairs of a ``.md`` and an ``.ipynb`` with the same stem in the same folder."""
+    pairs = []
+    for notebook in sorted(docs_dir.rglob("*.ipynb")):
+        markdown = notebook.with_suffix(".md")
+        if markdown.exists():
+            pairs.append((markdown, notebook))
+    return pairs
+
+
+def check_shadows(docs_dir: Path) -> None:
+    """Fail when one page would hide another (mkdocs-jupyter once dropped outputs that way)."""
+    pairs = find_shadows(docs_dir)
+    if pairs:
+        names = "; ".join(f"{md} and {nb}" for md, nb in pairs)
+        raise SiteError(
+            f"two sources for the same page: {names}",
+            hint="rename or delete one of each pair; a page has one source",
+        )
+
+
+def remove_stale(guides_dir: Path, keep: set[Path]) -> None:
+    """Drop generated notebooks of guides that no longer exist (all are gitignored)."""
+    for path in guides_dir.glob("[0-9][0-9]-*.ipynb"):
+        if path not in keep:
+            log.info("removing %s: no such guide any more", path)
+            path.unlink()
+
+
+def generate(
+    docs_dir: Path,
+    root: Path = ROOT,
+    report_file: Path | None = None,
+    *,
+    head: str | None = None,
+    guides: Sequence[Guide] = GUIDES,
+    directory_urls: bool = True,
+) -> list[Page]:
+    """Write every guide's page notebook and the report page under ``docs_dir``.
+
+    ``head`` is the commit the site is built from; by default ``git rev-parse HEAD`` at ``root``.
+    """
+    report_file = report_file or report_path(root)
+    report = load_report(report_file)
+    head = head or git_head(root)
+    log.info("building pages from %s", report_file if report else "no report")
+
+    # Each guide's page: the executed notebook when this run ran it, else the bare runbook.
+    pages, badges = [], {}
+    for i, guide in enumerate(guides):
+        runbook = runbook_path(guide, root)
+        if not runbook.exists():
+            raise SiteError(
+                f"guide {guide.slug} has no runbook: {runbook} is missing",
+                hint="add the runbook, or take the guide out of GUIDES in src/proven/guides.py",
+            )
+        rb = report.runbook(guide.slug) if report else None
+        source = runbook
+        executed = executed_path(rb, root, report_file) if rb and rb.outcome in RAN else None
+        if executed is not None and executed.exists():
+            source = executed
+        changes = local_changes([runbook, root / "tests" / "checks" / guide.checks.name], root)
+        badge = judge(
+            guide.slug,
+            report,
+            head,
+            executed_found=source != runbook,
+            changes=changes,
+        )
+        badges[guide.slug] = badge
+
+        following = guides[i + 1] if i + 1 < len(guides) else None
+        links = page_links(guide, following, directory_urls)
+        text = guide_notebook(source, guide, rb, badge, links)
+        target = docs_dir / "guides" / f"{guide.slug}.ipynb"
+        pages.append(Page(target, badge, source, write_if_changed(target, text)))
+
+    remove_stale(docs_dir / "guides", {p.path for p in pages})
+
+    # The report page, then the guard against pages that hide each other.
+    text = report_markdown(report, head, badges, report_file, root, guides)
+    target = docs_dir / "report.md"
+    pages.append(
+        Page(target, None, report_file if report else None, write_if_changed(target, text))
+    )
+    check_shadows(docs_dir)
+    return pages
