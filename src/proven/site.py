@@ -450,20 +450,20 @@ def run_summary(report: Report, head: str | None) -> list[str]:
         ("Outcome", outcome_html(report.outcome)),
         ("Started", cell(when(report.started))),
         ("Finished", cell(when(report.finished))),
-        ("Commit", f"{code(short(report.commit)) or '–'}: {cell(match + dirty)}"),
+        ("Commit", f"{code(short(report.commit)) or '–'}, {cell(match + dirty)}"),
         ("Box", mapping(report.box)),
         ("Host", mapping(report.host)),
         ("Tools", mapping(report.tools)),
     ]
-    lines = ["## Run", "", "| | |", "|---|---|"]
-    lines += [f"| {name} | {value} |" for name, value in rows]
+    lines = ["## Run", ""]
+    lines += [f"- **{name}:** {value}" for name, value in rows]
     if report.error:
         lines += ["", f"**Error:** {cell(report.error)}"]
     return [*lines, ""]
 
 
 def mapping(values: dict) -> str:
-    return "<br>".join(f"{cell(k)}: {code(v)}" for k, v in values.items()) or "–"
+    return ", ".join(f"{cell(k)} {code(v)}" for k, v in values.items()) or "–"
 
 
 def phases_table(report: Report) -> list[str]:
@@ -486,7 +486,11 @@ def runbooks_section(
     if report is not None:
         slugs += [rb.slug for rb in report.runbooks if rb.slug not in known]
 
-    lines = ["## Runbooks", "", "| Guide | Page | Outcome | Duration | Steps run | Checks passed |"]
+    lines = [
+        "## Runbooks",
+        "",
+        "| Guide | Badge | Outcome | Duration | Steps run | Checks passed |",
+    ]
     lines.append("|---|---|---|--:|--:|--:|")
     for slug in slugs:
         rb = report.runbook(slug) if report else None
@@ -527,11 +531,11 @@ def runbook_detail(
         params = ", ".join(code(f"{k}={v}") for k, v in rb.parameters.items())
         lines += [f"Parameters: {params}", ""]
     if rb.measurements:
-        lines += ["| Measurement | Value |", "|---|---|"]
+        lines += ["Measurements:", "", "| Measurement | Value |", "|---|---|"]
         lines += [f"| {cell(k)} | {code(v)} |" for k, v in rb.measurements.items()]
         lines.append("")
     if rb.checks:
-        lines += [*checks_table(rb), ""]
+        lines += ["Checks:", "", *checks_table(rb), ""]
     else:
         lines += ["No checks ran.", ""]
     return lines

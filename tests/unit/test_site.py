@@ -353,8 +353,8 @@ def test_report_page_lists_run_phases_runbooks_and_checks(project):
     generate(project)
 
     text = (project / "docs" / "report.md").read_text()
-    assert "`0123456`: the commit this site was built from" in text
-    assert "vagrant: `2.3.4`" in text
+    assert "- **Commit:** `0123456`, the commit this site was built from" in text
+    assert "vagrant `2.3.4`" in text
     assert "| VM up |" in text and "1 min 35 s" in text
     assert "[1. Mirror two disks](#01-storage)" in text
     assert "### 1. Mirror two disks {#01-storage}" in text
