@@ -349,6 +349,9 @@ def _strict_profile(ipython_dir: Path) -> str:
     startup.mkdir(parents=True)
     for source in STARTUP.glob("*.py"):
         shutil.copy(source, startup / source.name)
+    # ipykernel warns on every start that its local TCP sockets are not encrypted.
+    config = ipython_dir / "profile_default" / "ipython_kernel_config.py"
+    config.write_text('c.IPKernelApp.log_level = "ERROR"\n')
     return str(ipython_dir)
 
 
