@@ -32,6 +32,8 @@ NOT_VERIFIED = "not verified"
 RAN = (PASSED, FAILED, CARRIED)
 BADGE_CELL_ID = "proven-badge"
 VERIFICATION_CELL_ID = "proven-verification"
+# Cells papermill adds to an executed notebook: the values it passed, and error banners.
+PAPERMILL_TAGS = {"injected-parameters", "papermill-error-cell-tag"}
 
 
 class SiteError(ProvenError):
@@ -143,10 +145,14 @@ def judge(
     report: Report | None,
     head: str | None,
     *,
-    executed_found: bool = True,
+    notebook_problem: str = "",
     changes: Sequence[str] = (),
 ) -> Badge:
-    """The badge for guide ``slug``: passed or carried over only when nothing casts doubt."""
+    """The badge for guide ``slug``: passed or carried over only when nothing casts doubt.
+
+    ``notebook_problem`` says why the run's executed notebook cannot be shown (see
+    :func:`check_executed`); ``changes`` lists the guide's files with uncommitted edits.
+    """
     if report is None:
         return Badge(NOT_VERIFIED, "unverified", ("no verification report was found",))
 
@@ -168,8 +174,8 @@ def judge(
         return Badge(NOT_VERIFIED, "unverified", tuple(reasons), **run_facts(report, None))
 
     reasons += runbook_doubts(rb)
-    if rb.outcome in RAN and not executed_found:
-        reasons.append("the executed notebook is missing, so the page shows no output")
+    if rb.outcome in RAN and notebook_problem:
+        reasons.append(notebook_problem)
 
     failed = rb.outcome == FAILED or rb.checks_failed > 0
     if reasons:
@@ -215,6 +221,25 @@ def run_facts(report: Report, rb: RunbookReport | None) -> dict[str, str]:
         facts["duration"] = duration(rb.duration_s)
         facts["checks"] = f"{rb.checks_passed}/{len(rb.checks)}"
     return facts
+
+
+def check_executed(runbook: Path, executed: Path) -> str:
+    """Why ``executed`` cannot stand for ``runbook`` on the page; empty when it can."""
+    if not executed.exists():
+        return "the executed notebook is missing, so the page shows no output"
+    if cell_sources(runbook) != cell_sources(executed):
+        return "the runbook changed after it ran, so the page shows it without output"
+    return ""
+
+
+def cell_sources(path: Path) -> list[tuple[str, str]]:
+    """A notebook's cells as (type, source), without the cells papermill adds."""
+    nb = nbformat.read(path, as_version=4)
+    return [
+        (c.cell_type, c.source)
+        for c in nb.cells
+        if not PAPERMILL_TAGS.intersection(c.metadata.get("tags", []))
+    ]
 
 
 def same_commit(a: str, b: str) -> bool:
@@ -602,18 +627,13 @@ def generate(
                 hint="add the runbook, or take the guide out of GUIDES in src/proven/guides.py",
             )
         rb = report.runbook(guide.slug) if report else None
-        source = runbook
-        executed = executed_path(rb, root, report_file) if rb and rb.outcome in RAN else None
-        if executed is not None and executed.exists():
-            source = executed
+        source, problem = runbook, ""
+        if rb is not None and rb.outcome in RAN:
+            executed = executed_path(rb, root, report_file)
+            problem = check_executed(runbook, executed)
+            source = runbook if problem else executed
         changes = local_changes([runbook, root / "tests" / "checks" / guide.checks.name], root)
-        badge = judge(
-            guide.slug,
-            report,
-            head,
-            executed_found=source != runbook,
-            changes=changes,
-        )
+        badge = judge(guide.slug, report, head, notebook_problem=problem, changes=changes)
         badges[guide.slug] = badge
 
         following = guides[i + 1] if i + 1 < len(guides) else None

@@ -149,12 +149,12 @@ def test_badge_says_not_verified_with_its_reason(report, head, reason):
     assert 'proven-badge__label">not verified<' in site.badge_html(badge)
 
 
-def test_badge_is_not_verified_when_the_executed_notebook_is_missing():
+def test_badge_is_not_verified_when_the_run_output_cannot_be_shown():
     """A page without the run's output does not claim the run."""
-    badge = site.judge(SLUG, passing_report(), HEAD, executed_found=False)
+    badge = site.judge(SLUG, passing_report(), HEAD, notebook_problem="the notebook is gone")
 
     assert badge.label == "not verified"
-    assert "executed notebook is missing" in badge.reasons[0]
+    assert badge.reasons == ("the notebook is gone",)
 
 
 def test_badge_is_not_verified_when_the_runbook_has_local_edits():
@@ -296,6 +296,45 @@ def test_guide_page_ignores_a_stale_executed_notebook(project):
 
     assert pages[0].source == project / "runbooks" / f"{GUIDE_A.slug}.ipynb"
     assert read_page(project, GUIDE_A.slug).cells[3].outputs == []
+
+
+def test_guide_page_is_not_verified_when_the_executed_notebook_is_missing(project):
+    """A report that says the runbook ran, without its notebook, shows the bare runbook."""
+    (project / "build" / "executed" / f"{GUIDE_A.slug}.ipynb").unlink()
+
+    pages = generate(project)
+
+    assert pages[0].source == project / "runbooks" / f"{GUIDE_A.slug}.ipynb"
+    assert "executed notebook is missing" in pages[0].badge.reasons[0]
+
+
+def test_guide_page_shows_the_current_runbook_when_it_changed_after_the_run(project):
+    """Edited steps are shown as written now, without the old output, and not verified."""
+    runbook = project / "runbooks" / f"{GUIDE_A.slug}.ipynb"
+    nb = tiny_notebook()
+    nb.cells[2].source = "cat /proc/mdstat\nlsblk"
+    nbformat.write(nb, runbook)
+
+    pages = generate(project)
+
+    assert pages[0].source == runbook
+    assert "runbook changed after it ran" in pages[0].badge.reasons[0]
+    assert read_page(project, GUIDE_A.slug).cells[3].source == "cat /proc/mdstat\nlsblk"
+
+
+def test_cells_papermill_adds_do_not_count_as_changes(project):
+    """The injected parameters and error banners are not edits to the runbook."""
+    executed = project / "build" / "executed" / f"{GUIDE_A.slug}.ipynb"
+    nb = nbformat.read(executed, as_version=4)
+    injected = nbformat.v4.new_code_cell("DISKS='/dev/vdb /dev/vdc'")
+    injected.metadata["tags"] = ["injected-parameters"]
+    nb.cells.insert(2, injected)
+    nbformat.write(nb, executed)
+
+    pages = generate(project)
+
+    assert pages[0].source == executed
+    assert pages[0].badge.verified
 
 
 def test_guide_page_is_not_verified_without_a_report(project):
