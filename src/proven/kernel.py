@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import shlex
 import signal
 import subprocess
@@ -138,13 +139,23 @@ class Settings:
             cmd = ["ip", "netns", "exec", self.netns, *cmd]
         return cmd
 
-    def command(self, script: str) -> list[str]:
-        """The local command that runs ``script`` on the target under the step time limit."""
+    def command(self, script: str, name: str = "step") -> list[str]:
+        """The local command that runs ``script`` as ``name`` ($0) under the step time limit."""
         # timeout runs on the target, so the step stops there even when ssh is cut.
-        run = ["timeout", "--kill-after=10", str(self.timeout), "bash", "-c", script, "step"]
+        run = ["timeout", "--kill-after=10", str(self.timeout), "bash", "-c", script, name]
         if self.target == "local":
             return (["sudo", "-n"] if self.sudo and os.geteuid() != 0 else []) + run
-        remote = (["sudo", "-n"] if self.sudo else []) + run
+        return self._remote(run)
+
+    def stop_command(self, name: str) -> list[str]:
+        """The command that stops the step called ``name`` on an ssh target."""
+        # Killing ssh leaves the remote step running until its timeout (the shared master
+        # connection keeps the session open). TERM reaches timeout, which passes it on to
+        # the whole step. The [x] keeps pkill from matching its own command line.
+        return self._remote(["pkill", "-TERM", "-f", f"{name[:-1]}[{name[-1]}]"])
+
+    def _remote(self, argv: list[str]) -> list[str]:
+        remote = (["sudo", "-n"] if self.sudo else []) + argv
         return [*self.ssh_base(), "-n", self.host, "--", shlex.join(remote)]
 
 
@@ -162,6 +173,36 @@ def _current_netns() -> str:
     except (OSError, subprocess.TimeoutExpired):
         return ""
     return out.stdout.strip()
+
+
+class _Step(asyncio.SubprocessProtocol):
+    """A running cell's process: its output as it comes, its exit, and its pipe closing.
+
+    Not asyncio's Process: its wait() also waits for the pipe to close, which an ssh master
+    connection or a leftover background job can hold open long after the exit.
+    """
+
+    def __init__(self, loop, on_text) -> None:
+        self.exited, self.closed = loop.create_future(), loop.create_future()
+        self.chunks: list[str] = []
+        self.on_text = on_text
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def pipe_data_received(self, fd, data) -> None:
+        text = self.decoder.decode(data)
+        if text:
+            self.chunks.append(text)
+            if self.on_text:
+                self.on_text(text)
+
+    def process_exited(self) -> None:
+        self.exited.set_result(None)
+
+    def connection_lost(self, exc) -> None:
+        self.closed.set_result(None)
+
+    def text(self) -> str:
+        return "".join(self.chunks)
 
 
 class ProvenShellKernel(Kernel):
@@ -183,7 +224,8 @@ class ProvenShellKernel(Kernel):
         super().__init__(**kwargs)
         self.settings = Settings.from_env()
         self.definitions: list[str] = []
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: asyncio.SubprocessTransport | None = None
+        self._name = "step"  # $0 of the running cell's bash, unique so it can be stopped
         self._stopped = ""  # why the running cell was stopped from outside, if it was
 
     async def do_execute(
@@ -200,7 +242,11 @@ class ProvenShellKernel(Kernel):
         """Run one cell on the target, streaming its output, and fail it on any failure."""
         if not code.strip():
             return self._ok()
-        rc, output, elapsed = await self._run(cell_script(code, self.definitions), silent)
+        try:
+            rc, output, elapsed = await self._run(cell_script(code, self.definitions), silent)
+        except Exception as err:  # a reply must go out, or the notebook waits for its timeout
+            log.exception("proven-shell: could not run the cell")
+            return self._error(f"could not run the step: {type(err).__name__}: {err}", silent)
         if rc == 0 and not self._stopped:
             if is_definition_cell(code):
                 self.definitions.append(code)
@@ -209,11 +255,14 @@ class ProvenShellKernel(Kernel):
 
     async def _run(self, script: str, silent: bool) -> tuple[int, str, float]:
         """Run ``script``, send its output as it arrives, and return status, output, seconds."""
-        argv = self.settings.command(script)
-        log.debug("$ %s", shlex.join(argv[:-1] + ["<cell script>"]))
+        self._name = f"proven-step-{secrets.token_hex(4)}"
+        argv = self.settings.command(script, self._name)
+        log.debug("$ %s", shlex.join([*argv[:-2], "<cell script>", argv[-1]]))
         self._stopped = ""
         started = time.monotonic()
-        self._proc = await asyncio.create_subprocess_exec(
+        loop = asyncio.get_running_loop()
+        self._proc, step = await loop.subprocess_exec(
+            lambda: _Step(loop, None if silent else self._stream),
             *argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -221,58 +270,73 @@ class ProvenShellKernel(Kernel):
             start_new_session=True,  # its own process group, so a stop reaches all of it
         )
         previous = self._catch_interrupt()
-        chunks: list[str] = []
-        pump = asyncio.ensure_future(self._pump(self._proc, chunks, silent))
         try:
             # The target's own timeout stops the step; this backstop covers a lost connection.
-            rc = await asyncio.wait_for(self._proc.wait(), self.settings.timeout + 30)
+            await asyncio.wait_for(asyncio.shield(step.exited), self.settings.timeout + 30)
         except TimeoutError:
             self._stop("timeout")
-            rc = await self._reap(self._proc)
+            await self._reap(step)
         finally:
-            self._proc = None
             if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+                loop.remove_signal_handler(signal.SIGINT)
+                signal.signal(signal.SIGINT, previous)  # ipykernel ignores SIGINT between cells
+        rc = self._proc.get_returncode()
+        if self._stopped and self.settings.target == "ssh":
+            await self._stop_remote()
         # Copy what is still in the pipe, but do not wait for a background job that keeps it
-        # open (a daemon started without redirecting its output).
+        # open (a daemon started without redirecting its output), nor, after a stop, for the
+        # ssh master connection, which holds the pipe until the remote command has ended.
         try:
-            await asyncio.wait_for(pump, 5)
+            await asyncio.wait_for(asyncio.shield(step.closed), 0.5 if self._stopped else 2)
         except TimeoutError:
-            log.warning("a background process of the step still holds its output open")
-        return rc, "".join(chunks), time.monotonic() - started
+            if not self._stopped:
+                log.warning("a background process of the step still holds its output open")
+        self._proc.close()
+        self._proc = None
+        return rc, step.text(), time.monotonic() - started
 
-    async def _reap(self, proc) -> int:
+    def _stream(self, text: str) -> None:
+        self.send_response(self.iopub_socket, "stream", {"name": "stdout", "text": text})
+
+    async def _reap(self, step: _Step) -> None:
         """Wait for a stopped process, killing its group when it ignores SIGTERM."""
         try:
-            return await asyncio.wait_for(proc.wait(), 15)
+            await asyncio.wait_for(asyncio.shield(step.exited), 15)
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            return await proc.wait()
+                os.killpg(self._proc.get_pid(), signal.SIGKILL)
+            await step.exited
 
-    async def _pump(self, proc, chunks: list[str], silent: bool) -> None:
-        """Copy the process's output to the notebook until it closes."""
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        while data := await proc.stdout.read(65536):
-            text = decoder.decode(data)
-            chunks.append(text)
-            if text and not silent:
-                self.send_response(self.iopub_socket, "stream", {"name": "stdout", "text": text})
+    async def _stop_remote(self) -> None:
+        """Stop what is left of the step on the ssh target."""
+        argv = self.settings.stop_command(self._name)
+        log.debug("$ %s", shlex.join(argv))
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            await asyncio.wait_for(proc.wait(), 15)
+        except TimeoutError:
+            proc.kill()
 
     def _catch_interrupt(self):
         """Make SIGINT stop the running cell; returns the handler to restore, if any."""
         if threading.current_thread() is not threading.main_thread():
             return None
-        return signal.signal(signal.SIGINT, lambda *_: self._stop("interrupt"))
+        previous = signal.getsignal(signal.SIGINT)
+        # Through the event loop: a plain handler would wait for the main thread to wake up
+        # when the signal lands on one of ipykernel's other threads.
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self._stop, "interrupt")
+        return previous
 
     def _stop(self, why: str) -> None:
         """Stop the running cell's process group (ssh or the local bash)."""
         proc = self._proc
-        if proc is None or proc.returncode is not None:
+        if proc is None or proc.get_returncode() is not None:
             return
         self._stopped = self._stopped or why
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
+            os.killpg(proc.get_pid(), signal.SIGTERM)
 
     def _reason(self, rc: int, output: str, elapsed: float) -> str:
         """Why the cell failed, in one line."""
@@ -305,11 +369,14 @@ class ProvenShellKernel(Kernel):
 
     async def do_shutdown(self, restart):
         """Stop a running cell and close the shared ssh connection."""
+        running = self._proc is not None
         self._stop("interrupt")
         if self.settings.target == "ssh":
+            stop = [self.settings.stop_command(self._name)] if running else []
             close = [*self.settings.ssh_base(), "-O", "exit", self.settings.host]
-            with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-                subprocess.run(close, capture_output=True, stdin=subprocess.DEVNULL, timeout=10)
+            for argv in [*stop, close]:
+                with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+                    subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL, timeout=10)
         if not restart:
             # ipykernel 7.4 at times hangs joining its control thread on the way out (any
             # wrapper kernel does), and jupyter_client then waits 2.5 s before SIGTERM. The
@@ -343,9 +410,10 @@ def ensure_installed() -> None:
         current = json.loads(spec.read_text())
     except (OSError, ValueError):
         current = {}
-    if current.get("argv", [None])[0] != sys.executable or any(
-        current.get(k) != v for k, v in SPEC.items()
-    ):
+    # bin/python and bin/python3 of one environment are the same interpreter.
+    python = Path(current.get("argv", [""])[0])
+    same_python = python.parent == Path(sys.executable).parent and python.exists()
+    if not same_python or any(current.get(k) != v for k, v in SPEC.items()):
         install()
 
 

@@ -7,6 +7,7 @@ import os
 import shlex
 import subprocess
 import threading
+import time
 
 import pytest
 from jupyter_client.manager import start_new_kernel
@@ -113,6 +114,25 @@ def test_ssh_target_runs_the_script_remotely_under_sudo_and_timeout(monkeypatch)
     ]
 
 
+def test_ssh_target_delivers_the_script_intact_through_the_remote_shell(tmp_path, monkeypatch):
+    """Quotes, dollars and newlines survive the trip through ssh's remote command line."""
+    fake = tmp_path / "ssh"
+    # Stands in for ssh: the remote side runs the command line with a shell, as sshd does.
+    fake.write_text('#!/bin/bash\nwhile [ "$1" != -- ]; do shift; done\nshift\nexec bash -c "$*"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    code = """NOTE='it'"'"'s "$HOME"'\necho "$NOTE" \\$ `echo tick`\nfalse"""
+
+    argv = Settings(target="ssh", timeout=20).command(cell_script(code, []))
+    proc = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines() == [
+        'it\'s "$HOME" $ tick',
+        "runbook: command failed (exit 1): false (line 3)",
+    ]
+
+
 def test_no_netns_prefix_when_already_inside_it(monkeypatch):
     """A kernel started inside the namespace runs ssh directly."""
     monkeypatch.setattr(kernel, "_current_netns", lambda: "proven")
@@ -189,12 +209,23 @@ def test_live_kernel_stops_a_step_at_its_time_limit(live_kernel):
     assert content["evalue"] == "step stopped after 3 s (PROVEN_STEP_TIMEOUT)"
 
 
+def test_live_kernel_does_not_wait_for_a_background_job_holding_the_output(live_kernel):
+    """A job left running with the step's output open delays the reply by 2 s, not its life."""
+    started = time.monotonic()
+    content, texts = execute(live_kernel[1], "sleep 8 &\necho started")
+
+    assert content["status"] == "ok" and texts == ["started\n"]
+    assert time.monotonic() - started < 5
+
+
 def test_live_kernel_interrupt_stops_the_running_step(live_kernel):
     """An interrupt kills the step's processes and fails the cell; the kernel lives on."""
     km, kc = live_kernel
     threading.Timer(0.5, km.interrupt_kernel).start()
 
-    content, _ = execute(kc, "sleep 2.5; echo unreachable")
+    started = time.monotonic()
+    content, _ = execute(kc, "sleep 5; echo unreachable")
 
     assert content["evalue"] == "step interrupted"
+    assert time.monotonic() - started < 3
     assert execute(kc, "echo alive")[1] == ["alive\n"]
