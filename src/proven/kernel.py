@@ -8,7 +8,9 @@ then prepended to every later cell.
 
 A cell fails when any command in it fails (``set -Eeuo pipefail`` and an ERR trap that names the
 command), and also when it calls ``exit``, even ``exit 0``: the plain bash kernel reports success
-in both cases, so a runbook could "pass" without running its last commands.
+in both cases, so a runbook could "pass" without running its last commands. (A cell that sets
+its own ERR or EXIT trap replaces the kernel's and loses these checks.) An interrupt or the time
+limit stops the step's processes here and on the target.
 
 The target comes from the environment: ``PROVEN_TARGET`` (``local`` or ``ssh``),
 ``PROVEN_SSH_CONFIG`` and ``PROVEN_SSH_HOST`` for ssh, ``PROVEN_NETNS`` (run ssh inside that
