@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -75,7 +76,7 @@ def parse_junit(xml: Path, stage: str) -> list[Check]:
                 message = (child.get("message") or "") + "\n" + (child.text or "")
             elif child.tag == "skipped":
                 outcome, message = SKIPPED, child.get("message") or ""
-        # testinfra appends the host to the test id: "test_x[ssh://default]".
-        name = name.split("[", 1)[0] if name.endswith("]") and "://" in name else name
+        # testinfra puts the host first in the test id: "test_x[ssh://default-md0]".
+        name = re.sub(r"\[\w+://[^-\]]*-?", "[", name).replace("[]", "")
         checks.append(Check(name=name, outcome=outcome, stage=stage, message=message.strip()))
     return checks

@@ -128,7 +128,8 @@ def run_guide(run: Run, guide: Guide, target: Target, opts: Options) -> bool:
         except StepFailed as exc:
             rb.outcome, rb.error = FAILED, str(exc)
             rb.failed_step = f"{exc.step} {exc.title}"
-            rb.steps_run = exc.step
+            if exc.result is not None:
+                rb.steps, rb.steps_run = exc.result.steps, exc.result.steps_run
             phase.outcome, phase.detail = FAILED, f"step {exc.step} '{exc.title}'"
             log.error("%s", exc)
     rb.duration_s = phase.duration_s

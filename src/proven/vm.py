@@ -125,7 +125,10 @@ def up(env: dict[str, str]) -> Path:
 def write_ssh_config(vm: NetnsVagrant | None = None, env: dict | None = None) -> Path:
     vm = vm or machine(env or {})
     SSH_CONFIG.parent.mkdir(parents=True, exist_ok=True)
-    SSH_CONFIG.write_text(vm.ssh_config())
+    # One shared connection for the many short commands of runbook steps and checks.
+    sharing = (f"  ControlMaster auto\n  ControlPath {SSH_CONFIG.parent}/%C.sock\n"
+               "  ControlPersist 120\n")
+    SSH_CONFIG.write_text(vm.ssh_config().rstrip() + "\n" + sharing)
     return SSH_CONFIG
 
 
