@@ -74,15 +74,19 @@ def ensure() -> dict:
         if not box_file.exists():
             build(box_dir())
         log.info("box: adding %s to Vagrant", wanted)
-        sh.run(["vagrant", "box", "add", "--force", "--name", wanted, str(box_file)],
-               env=vagrant_env())
+        sh.run(
+            ["vagrant", "box", "add", "--force", "--name", wanted, str(box_file)], env=vagrant_env()
+        )
     else:
         log.info("box: %s is current (recipe unchanged)", wanted)
     for old in boxes:
         if old.startswith(BOX_PREFIX) and old != wanted:
             log.info("box: removing %s (built from an older recipe)", old)
-            sh.run(["vagrant", "box", "remove", "--force", "--all", old], env=vagrant_env(),
-                   check=False)
+            sh.run(
+                ["vagrant", "box", "remove", "--force", "--all", old],
+                env=vagrant_env(),
+                check=False,
+            )
             remove_pool_copies(old)
     remove_pool_copies(wanted, keep=pool_copy(wanted))
     box_file = box_dir() / f"{BOX_PREFIX}.box"

@@ -34,26 +34,49 @@ def run(
     xml = BUILD / "checks" / f"{label}-{stage.replace(' ', '-')}.xml"
     xml.parent.mkdir(parents=True, exist_ok=True)
     xml.unlink(missing_ok=True)
-    hosts = ["--hosts=local://"] if ssh_config is None else [
-        "--hosts=ssh://default", f"--ssh-config={ssh_config}"]
+    hosts = (
+        ["--hosts=local://"]
+        if ssh_config is None
+        else ["--hosts=ssh://default", f"--ssh-config={ssh_config}"]
+    )
     cmd = [
-        sys.executable, "-m", "pytest", str(checks), *hosts, *(["--sudo"] if sudo else []),
-        "-p", "no:cacheprovider", f"--junitxml={xml}", "-q", "--no-header",
-        f"--rootdir={ROOT}", "--override-ini=testpaths=tests/checks",
+        sys.executable,
+        "-m",
+        "pytest",
+        str(checks),
+        *hosts,
+        *(["--sudo"] if sudo else []),
+        "-p",
+        "no:cacheprovider",
+        f"--junitxml={xml}",
+        "-q",
+        "--no-header",
+        f"--rootdir={ROOT}",
+        "--override-ini=testpaths=tests/checks",
     ]
     env = dict(os.environ, PROVEN_PARAMETERS=json.dumps(parameters), PROVEN_STAGE=stage)
     if ssh_config is not None:
         cmd = host.in_netns(cmd)
-    log.info("checks: %s (%s)", checks.relative_to(ROOT) if checks.is_relative_to(ROOT)
-             else checks, stage)
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, cwd=ROOT)
+    log.info(
+        "checks: %s (%s)",
+        checks.relative_to(ROOT) if checks.is_relative_to(ROOT) else checks,
+        stage,
+    )
+    proc = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, cwd=ROOT
+    )
     (xml.with_suffix(".log")).write_text(proc.stdout + proc.stderr)
     results = parse_junit(xml, stage) if xml.exists() else []
     if not results:
         # Collection errors leave no test cases: that is a failure, not "0 checks passed".
-        results = [Check(name=f"{checks.name} (collection)", outcome=FAILED, stage=stage,
-                         message=(proc.stdout + proc.stderr)[-2000:])]
+        results = [
+            Check(
+                name=f"{checks.name} (collection)",
+                outcome=FAILED,
+                stage=stage,
+                message=(proc.stdout + proc.stderr)[-2000:],
+            )
+        ]
     for check in results:
         if check.outcome == FAILED:
             log.error("check failed: %s (%s)\n%s", check.name, stage, check.message)

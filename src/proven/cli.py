@@ -42,9 +42,14 @@ def cmd_verify(args) -> int:
     selected = [guides.from_path(Path(p)) for p in args.runbook]
     if args.guides or not selected:
         selected += guides.with_needs(args.guides) if args.guides else list(guides.GUIDES)
-    opts = verify.Options(guides=selected, keep=args.keep, disks=args.disks,
-                          site=not args.no_site, install=not args.no_install,
-                          extra=parse_parameters(args.param))
+    opts = verify.Options(
+        guides=selected,
+        keep=args.keep,
+        disks=args.disks,
+        site=not args.no_site,
+        install=not args.no_install,
+        extra=parse_parameters(args.param),
+    )
     return verify.verify(opts)
 
 
@@ -88,8 +93,13 @@ def cmd_check(args) -> int:
 
     if not vm.SSH_CONFIG.exists():
         raise ProvenError("no lab VM is up", hint="start one with `proven verify --keep`")
-    found = checks.run(Path(args.checks).resolve(), "manual", parse_parameters(args.param),
-                       vm.SSH_CONFIG, sudo=not args.no_sudo)
+    found = checks.run(
+        Path(args.checks).resolve(),
+        "manual",
+        parse_parameters(args.param),
+        vm.SSH_CONFIG,
+        sudo=not args.no_sudo,
+    )
     for check in found:
         print(f"{check.outcome:<8} {check.name}" + (f"\n{check.message}" if check.message else ""))
     return 1 if any(c.outcome == FAILED for c in found) else 0
@@ -102,16 +112,37 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("verify", help="run the guides on a fresh lab VM, check it, build the site")
     p.add_argument("guides", nargs="*", help="guide slugs or numbers (default: all)")
-    p.add_argument("--runbook", action="append", default=[], metavar="PATH",
-                   help="also run this notebook (checks: test_<name>.py beside it)")
-    p.add_argument("--keep", action="store_true", help="leave the VM up afterwards, even on failure")
-    p.add_argument("--disks", type=int, choices=(2, 4), default=2,
-                   help="blank extra disks for the VM (4: RAID10 data array)")
-    p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
-                   help="parameter passed to every runbook")
+    p.add_argument(
+        "--runbook",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="also run this notebook (checks: test_<name>.py beside it)",
+    )
+    p.add_argument(
+        "--keep", action="store_true", help="leave the VM up afterwards, even on failure"
+    )
+    p.add_argument(
+        "--disks",
+        type=int,
+        choices=(2, 4),
+        default=2,
+        help="blank extra disks for the VM (4: RAID10 data array)",
+    )
+    p.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="parameter passed to every runbook",
+    )
     p.add_argument("--no-site", action="store_true", help="skip building the site")
-    p.add_argument("--no-install", action="store_true",
-                   help="do not install missing host packages; say which are missing")
+    p.add_argument(
+        "--no-install",
+        action="store_true",
+        help="do not install missing host packages; say which are missing",
+    )
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("host", help="prepare or tear down the lab's host side")

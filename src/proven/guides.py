@@ -59,8 +59,12 @@ def from_path(runbook: Path) -> Guide:
     runbook = runbook.resolve()
     if not runbook.is_file():
         raise KeyError(f"no runbook at {runbook}")
-    return Guide(slug=runbook.stem, title=runbook.stem, runbooks_dir=runbook.parent,
-                 checks_dir=runbook.parent)
+    return Guide(
+        slug=runbook.stem,
+        title=runbook.stem,
+        runbooks_dir=runbook.parent,
+        checks_dir=runbook.parent,
+    )
 
 
 def by_slug(slug: str) -> Guide:

@@ -25,7 +25,11 @@ def ok(cmd: list[str], **kw) -> bool:
     log.debug("$ %s", shlex.join(cmd))
     return (
         subprocess.run(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            **kw,
         ).returncode
         == 0
     )

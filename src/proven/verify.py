@@ -71,7 +71,9 @@ class Run:
 
 def verify(opts: Options) -> int:
     """Run the pipeline; return the exit status (0 only when every runbook passed)."""
-    report = Report(commit=git("rev-parse", "HEAD"), commit_dirty=bool(git("status", "--porcelain")))
+    report = Report(
+        commit=git("rev-parse", "HEAD"), commit_dirty=bool(git("status", "--porcelain"))
+    )
     report.runbooks = [RunbookReport(slug=g.slug, title=g.title) for g in opts.guides]
     run = Run(report)
     signal.signal(signal.SIGTERM, _interrupt)
@@ -87,8 +89,12 @@ def verify(opts: Options) -> int:
             report.box = box.ensure()
         report.tools = tool_versions()
         env = vm.settings(disks=opts.disks)
-        report.host = {"os": os_release(), "accel": env["PROVEN_ACCEL"], "disks": opts.disks,
-                       "python": platform.python_version()}
+        report.host = {
+            "os": os_release(),
+            "accel": env["PROVEN_ACCEL"],
+            "disks": opts.disks,
+            "python": platform.python_version(),
+        }
         with run.phase("VM up"):
             ssh_config = vm.up(env)
         target = Target(kind="ssh", ssh_config=ssh_config, netns=host.NETNS, sudo=True)
@@ -122,8 +128,9 @@ def run_guide(run: Run, guide: Guide, target: Target, opts: Options) -> bool:
     rb.executed_notebook = str(guide.executed.relative_to(ROOT))
     with run.phase(f"runbook {guide.slug}") as phase:
         try:
-            result = execute(guide.runbook, guide.executed, rb.parameters, target,
-                             step_timeout=opts.step_timeout)
+            result = execute(
+                guide.runbook, guide.executed, rb.parameters, target, step_timeout=opts.step_timeout
+            )
             rb.steps, rb.steps_run = result.steps, result.steps_run
         except StepFailed as exc:
             rb.outcome, rb.error = FAILED, str(exc)
@@ -166,8 +173,11 @@ def finish(run: Run, opts: Options, env: dict[str, str]) -> None:
     """Destroy the VM (unless kept), settle the outcome, write the report, build the site."""
     report = run.report
     if opts.keep:
-        log.info("verify: VM kept; log in with: ip netns exec %s ssh -F %s default",
-                 host.NETNS, vm.SSH_CONFIG.relative_to(ROOT))
+        log.info(
+            "verify: VM kept; log in with: ip netns exec %s ssh -F %s default",
+            host.NETNS,
+            vm.SSH_CONFIG.relative_to(ROOT),
+        )
     else:
         try:
             with run.phase("destroy"):
@@ -192,11 +202,18 @@ def finish(run: Run, opts: Options, env: dict[str, str]) -> None:
 
 def build_site() -> None:
     """`mkdocs build --strict`; the pages take their status from the report just written."""
-    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet"],
-                          cwd=ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     if proc.returncode != 0:
-        raise ProvenError(f"mkdocs build --strict failed:\n{proc.stderr[-3000:]}",
-                          hint="fix the page it names, then run `nox -s docs`")
+        raise ProvenError(
+            f"mkdocs build --strict failed:\n{proc.stderr[-3000:]}",
+            hint="fix the page it names, then run `nox -s docs`",
+        )
 
 
 def print_summary(report: Report) -> None:
@@ -208,12 +225,15 @@ def print_summary(report: Report) -> None:
     lines.append(f"{'total':<38} {'':<12} {total:>8.1f}")
     lines += ["", "runbook          outcome      seconds  steps    checks"]
     for r in report.runbooks:
-        lines.append(f"{r.slug:<16} {r.outcome:<12} {r.duration_s:>7.1f}  "
-                     f"{r.steps_run:>2}/{r.steps:<3}  {r.checks_passed} passed, "
-                     f"{r.checks_failed} failed")
+        lines.append(
+            f"{r.slug:<16} {r.outcome:<12} {r.duration_s:>7.1f}  "
+            f"{r.steps_run:>2}/{r.steps:<3}  {r.checks_passed} passed, "
+            f"{r.checks_failed} failed"
+        )
     lines.append("")
-    lines.append(f"verify {report.outcome}" + (f": {report.error.splitlines()[0]}"
-                                                 if report.error else ""))
+    lines.append(
+        f"verify {report.outcome}" + (f": {report.error.splitlines()[0]}" if report.error else "")
+    )
     lines.append(f"report: {REPORT.relative_to(ROOT)}")
     print("\n".join(lines), flush=True)
 
@@ -238,6 +258,7 @@ def os_release() -> str:
 
 def tool_versions() -> dict[str, str]:
     """Versions of what the result depends on, as each tool reports itself."""
+
     def first_line(cmd: list[str]) -> str:
         try:
             return sh.run(cmd, check=False).strip().splitlines()[0]
@@ -250,8 +271,14 @@ def tool_versions() -> dict[str, str]:
         "qemu": first_line(["qemu-system-x86_64", "--version"]),
         "libvirt": first_line(["libvirtd", "--version"]),
     }
-    for dist in ("papermill", "pytest-testinfra", "python-vagrant", "mkdocs", "mkdocs-material",
-                 "mkdocs-jupyter"):
+    for dist in (
+        "papermill",
+        "pytest-testinfra",
+        "python-vagrant",
+        "mkdocs",
+        "mkdocs-material",
+        "mkdocs-jupyter",
+    ):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

@@ -62,8 +62,12 @@ def detect_accel() -> str:
     if cache.exists():
         return cache.read_text().strip()
     answer = "kvm" if kvm_boots(box.box_dir()) else "qemu"
-    log.info("vm: hardware virtualisation %s", "works" if answer == "kvm" else "does not boot "
-             "a stock kernel here; using QEMU software emulation (slower)")
+    log.info(
+        "vm: hardware virtualisation %s",
+        "works"
+        if answer == "kvm"
+        else "does not boot a stock kernel here; using QEMU software emulation (slower)",
+    )
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(answer + "\n")
     return answer
@@ -75,13 +79,30 @@ def kvm_boots(box_cache: Path, timeout: float = 30) -> bool:
     if not (kernel.exists() and initrd.exists()):
         return False
     cmd = [
-        "qemu-system-x86_64", "-accel", "kvm", "-cpu", "host", "-m", "512", "-nodefaults",
-        "-display", "none", "-serial", "stdio", "-no-reboot", "-kernel", str(kernel),
-        "-initrd", str(initrd), "-append", "console=ttyS0 panic=-1 rdinit=/bin/false",
+        "qemu-system-x86_64",
+        "-accel",
+        "kvm",
+        "-cpu",
+        "host",
+        "-m",
+        "512",
+        "-nodefaults",
+        "-display",
+        "none",
+        "-serial",
+        "stdio",
+        "-no-reboot",
+        "-kernel",
+        str(kernel),
+        "-initrd",
+        str(initrd),
+        "-append",
+        "console=ttyS0 panic=-1 rdinit=/bin/false",
     ]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
     except subprocess.TimeoutExpired:
         return False
     # init exiting makes the kernel panic, which -no-reboot turns into a clean QEMU exit.
@@ -101,8 +122,12 @@ def machine(env: dict[str, str]) -> NetnsVagrant:
 
 def up(env: dict[str, str]) -> Path:
     """Create and boot a fresh VM; return its ssh_config path."""
-    log.info("vm: booting (accel %s, %s extra disks); log: %s", env["PROVEN_ACCEL"],
-             env["PROVEN_DISKS"], LOG.relative_to(ROOT))
+    log.info(
+        "vm: booting (accel %s, %s extra disks); log: %s",
+        env["PROVEN_ACCEL"],
+        env["PROVEN_DISKS"],
+        LOG.relative_to(ROOT),
+    )
     vm = machine(env)
     try:
         for line in vm.up(provider="libvirt", stream_output=True):
@@ -126,8 +151,9 @@ def write_ssh_config(vm: NetnsVagrant | None = None, env: dict | None = None) ->
     vm = vm or machine(env or {})
     SSH_CONFIG.parent.mkdir(parents=True, exist_ok=True)
     # One shared connection for the many short commands of runbook steps and checks.
-    sharing = (f"  ControlMaster auto\n  ControlPath {SSH_CONFIG.parent}/%C.sock\n"
-               "  ControlPersist 120\n")
+    sharing = (
+        f"  ControlMaster auto\n  ControlPath {SSH_CONFIG.parent}/%C.sock\n  ControlPersist 120\n"
+    )
     SSH_CONFIG.write_text(vm.ssh_config().rstrip() + "\n" + sharing)
     return SSH_CONFIG
 
@@ -141,10 +167,22 @@ def tail(path: Path, lines: int = 25) -> str:
 
 def ssh(command: str, timeout: float = 60) -> subprocess.CompletedProcess:
     """Run ``command`` on the VM as the vagrant user."""
-    cmd = host.in_netns(["ssh", "-F", str(SSH_CONFIG), "-o", "BatchMode=yes",
-                         "-o", "ConnectTimeout=10", "default", command])
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+    cmd = host.in_netns(
+        [
+            "ssh",
+            "-F",
+            str(SSH_CONFIG),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+            "default",
+            command,
+        ]
+    )
+    return subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
 
 
 def boot_id() -> str:
@@ -168,8 +206,10 @@ def reboot(timeout: float = 600) -> float:
         now = boot_id()
         if now and now != before:
             return time.monotonic() - start
-    raise VMError(f"the VM did not come back within {timeout:.0f} s of a reboot",
-                  hint="look at the VM's console log; rerun with --keep to log in")
+    raise VMError(
+        f"the VM did not come back within {timeout:.0f} s of a reboot",
+        hint="look at the VM's console log; rerun with --keep to log in",
+    )
 
 
 def destroy(env: dict[str, str] | None = None) -> None:
@@ -186,10 +226,16 @@ def leftovers() -> tuple[list[str], list[str]]:
     """Domains and volumes of lab VMs that libvirt still holds."""
     if not host.running_pid("libvirtd"):
         return [], []
-    domains = [d for d in host.virsh("list", "--all", "--name", check=False).split()
-               if d.startswith(PREFIX)]
-    volumes = [v for v in host.virsh("vol-list", host.POOL, "--name", check=False).split()
-               if v.startswith(PREFIX)]
+    domains = [
+        d
+        for d in host.virsh("list", "--all", "--name", check=False).split()
+        if d.startswith(PREFIX)
+    ]
+    volumes = [
+        v
+        for v in host.virsh("vol-list", host.POOL, "--name", check=False).split()
+        if v.startswith(PREFIX)
+    ]
     return domains, volumes
 
 
@@ -207,5 +253,7 @@ def clear_leftovers() -> None:
         sh.run(["rm", "-rf", str(STATE)])
     domains, volumes = leftovers()
     if domains or volumes:
-        raise VMError(f"could not remove lab domains {domains} / volumes {volumes}",
-                      hint="remove them with virsh, then run again")
+        raise VMError(
+            f"could not remove lab domains {domains} / volumes {volumes}",
+            hint="remove them with virsh, then run again",
+        )

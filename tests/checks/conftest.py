@@ -34,5 +34,7 @@ def params(request) -> dict[str, str]:
     """Parameters of the runbook that goes with the checks module asking for them."""
     number = Path(request.module.__file__).stem.split("_")[1]  # test_01_storage -> 01
     values = runbook_defaults(next(RUNBOOKS.glob(f"{number}-*.ipynb")))
-    values.update({k: str(v) for k, v in json.loads(os.environ.get("PROVEN_PARAMETERS", "{}")).items()})
+    values.update(
+        {k: str(v) for k, v in json.loads(os.environ.get("PROVEN_PARAMETERS", "{}")).items()}
+    )
     return values

@@ -12,7 +12,11 @@ ARRAYS = {"md0": "boot", "md1": "root", "md2": "data"}
 def detail(host, md: str) -> dict[str, str]:
     """`mdadm --detail` as a dict of its "Key : value" lines."""
     out = host.check_output("mdadm --detail /dev/%s", md)
-    return {k.strip(): v.strip() for k, _, v in (l.partition(" : ") for l in out.splitlines()) if v}
+    return {
+        k.strip(): v.strip()
+        for k, _, v in (line.partition(" : ") for line in out.splitlines())
+        if v
+    }
 
 
 @pytest.mark.parametrize("md", ARRAYS)
@@ -92,5 +96,6 @@ def test_fstab_mounts_them_by_uuid(host, params):
 
     for md, where in (("md1", ""), ("md0", "/boot")):
         uuid = host.check_output("blkid -s UUID -o value /dev/%s", md)
-        assert re.search(rf"^UUID={uuid}\s+{re.escape(params['MOUNT_ROOT'] + where)}\s+ext4",
-                         fstab, re.M)
+        assert re.search(
+            rf"^UUID={uuid}\s+{re.escape(params['MOUNT_ROOT'] + where)}\s+ext4", fstab, re.M
+        )

@@ -27,9 +27,15 @@ def needs_root():
 
 def proven(*args: str, timeout: float = 3000) -> subprocess.CompletedProcess:
     """Run the `proven` command the way a user would, capturing what it prints."""
-    proc = subprocess.run([sys.executable, "-m", "proven", *args], cwd=ROOT, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [sys.executable, "-m", "proven", *args],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
     # Shown by pytest when a test fails, and kept in CI's log either way.
     print(proc.stdout)
     return proc

@@ -30,8 +30,15 @@ def test_storage_guide_passes_with_its_checks(storage_run):
 
 def test_summary_prints_every_phase_with_timings(storage_run):
     """The closing table names each phase of the pipeline with its seconds."""
-    for phase in ("host", "box", "VM up", "runbook 01-storage", "checks 01-storage",
-                  "reboot", "site"):
+    for phase in (
+        "host",
+        "box",
+        "VM up",
+        "runbook 01-storage",
+        "checks 01-storage",
+        "reboot",
+        "site",
+    ):
         assert re.search(rf"^{re.escape(phase)}\s+passed\s+\d+\.\d", storage_run.stdout, re.M)
 
 
