@@ -48,6 +48,7 @@ def cmd_verify(args) -> int:
         disks=args.disks,
         site=not args.no_site,
         install=not args.no_install,
+        force=args.force,
         extra=parse_parameters(args.param),
     )
     return verify.verify(opts)
@@ -138,6 +139,11 @@ def main(argv: list[str] | None = None) -> int:
         help="parameter passed to every runbook",
     )
     p.add_argument("--no-site", action="store_true", help="skip building the site")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="run every guide, even those unchanged since a passing run",
+    )
     p.add_argument(
         "--no-install",
         action="store_true",

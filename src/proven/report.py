@@ -61,7 +61,9 @@ class RunbookReport:
     executed_notebook: str = ""
     checks: list[Check] = field(default_factory=list)
     measurements: dict = field(default_factory=dict)
-    # Set when the outcome was carried over from an earlier passing run.
+    # Digest of the runbook's inputs (see inputs.py); equal digests, equal result.
+    inputs: str = ""
+    # Set when the outcome was carried over from an earlier passing run: that run's date.
     carried_from: str = ""
 
     @property

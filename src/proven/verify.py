@@ -7,6 +7,7 @@ end, also on failure or Ctrl-C, unless ``keep`` is set.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import platform
@@ -19,15 +20,16 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from proven import box, checks, host, sh, vm
+from proven import box, checks, host, inputs, sh, vm
 from proven.errors import ProvenError
 from proven.guides import BUILD, ROOT, Guide
-from proven.report import FAILED, NOT_RUN, PASSED, Phase, Report, RunbookReport, now
+from proven.report import CARRIED, FAILED, NOT_RUN, PASSED, Phase, Report, RunbookReport, now
 from proven.runbook import StepFailed, Target, execute, validate_parameters
 
 log = logging.getLogger("proven")
 
 REPORT = BUILD / "report.json"
+MEASUREMENT = "PROVEN-MEASUREMENT "  # prefix of a line a runbook prints to record a figure
 
 
 @dataclass
@@ -39,6 +41,7 @@ class Options:
     disks: int = 2
     site: bool = True
     install: bool = True
+    force: bool = False  # run every guide even when its inputs are unchanged
     step_timeout: int = int(os.environ.get("PROVEN_STEP_TIMEOUT", "1800"))
     extra: dict = field(default_factory=dict)  # parameters for every runbook, from the CLI
 
@@ -74,13 +77,20 @@ def verify(opts: Options) -> int:
     report = Report(
         commit=git("rev-parse", "HEAD"), commit_dirty=bool(git("status", "--porcelain"))
     )
+    previous = load_previous()
     report.runbooks = [RunbookReport(slug=g.slug, title=g.title) for g in opts.guides]
     run = Run(report)
     signal.signal(signal.SIGTERM, _interrupt)
     env: dict[str, str] = {}
     try:
-        for guide in opts.guides:
-            validate_parameters(guide.runbook, {**guide.lab_parameters, **opts.extra})
+        for guide, rb in zip(opts.guides, report.runbooks, strict=True):
+            rb.parameters = {**guide.lab_parameters, **opts.extra}
+            validate_parameters(guide.runbook, rb.parameters)
+            rb.inputs = inputs.digest(guide, rb.parameters, opts.disks)
+        to_run = opts.guides if opts.force else carry_over(report, previous, opts.guides)
+        if not to_run:
+            log.info("verify: nothing changed since the last passing run; no VM needed")
+            return finish_and_summarise(run, opts, env)
 
         with run.phase("host"):
             host.prepare(install=opts.install)
@@ -99,11 +109,11 @@ def verify(opts: Options) -> int:
             ssh_config = vm.up(env)
         target = Target(kind="ssh", ssh_config=ssh_config, netns=host.NETNS, sudo=True)
 
-        for guide in opts.guides:
+        for guide in to_run:
             if not run_guide(run, guide, target, opts):
                 break
-        if all(r.outcome == PASSED for r in report.runbooks):
-            reboot_and_recheck(run, opts, ssh_config)
+        if all(report.runbook(g.slug).outcome == PASSED for g in to_run):
+            reboot_and_recheck(run, to_run, ssh_config)
     except KeyboardInterrupt:
         report.error = "interrupted (Ctrl-C or SIGTERM)"
         log.error("verify: interrupted; cleaning up")
@@ -113,18 +123,85 @@ def verify(opts: Options) -> int:
     except Exception as exc:  # the report must say what broke, whatever it was
         report.error = f"{type(exc).__name__}: {exc}"
         log.exception("verify: unexpected error")
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip cleanup
+    return finish_and_summarise(run, opts, env)
+
+
+def finish_and_summarise(run: Run, opts: Options, env: dict[str, str]) -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip cleanup
+    try:
         finish(run, opts, env)
+    finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    print_summary(report)
-    return 0 if report.outcome == PASSED else 1
+    print_summary(run.report)
+    return 0 if run.report.outcome == PASSED else 1
+
+
+def measurements(executed: Path) -> dict:
+    """The figures a runbook printed as ``PROVEN-MEASUREMENT {json}`` lines, by name."""
+    found = {}
+    for cell in json.loads(executed.read_text())["cells"]:
+        for output in cell.get("outputs", []):
+            text = output.get("text", "")
+            for line in (text if isinstance(text, str) else "".join(text)).splitlines():
+                if line.startswith(MEASUREMENT):
+                    try:
+                        data = json.loads(line.removeprefix(MEASUREMENT))
+                    except ValueError:
+                        log.warning("verify: unreadable measurement line: %s", line)
+                        continue
+                    found[data.get("name", f"m{len(found)}")] = data
+    return found
+
+
+def load_previous() -> Report | None:
+    """The last run's report, if it can be read (an unreadable one is simply not used)."""
+    try:
+        return Report.load(REPORT)
+    except (ValueError, TypeError, KeyError) as exc:
+        log.warning("verify: ignoring unreadable %s: %s", REPORT.relative_to(ROOT), exc)
+        return None
+
+
+def carry_over(report: Report, previous: Report | None, guides: list[Guide]) -> list[Guide]:
+    """Carry over passing results whose inputs are unchanged; return the guides to run.
+
+    A guide that must run brings the guides it needs along, since each run starts from a
+    fresh VM.
+    """
+    must_run: set[str] = set()
+    for guide in guides:
+        rb = report.runbook(guide.slug)
+        old = previous.runbook(guide.slug) if previous else None
+        usable = (
+            old is not None
+            and old.outcome in (PASSED, CARRIED)
+            and old.inputs == rb.inputs
+            and (ROOT / old.executed_notebook).exists()
+        )
+        if not usable:
+            must_run.add(guide.slug)
+            continue
+        fresh = RunbookReport(**{**old.__dict__, "outcome": CARRIED})
+        fresh.carried_from = old.carried_from or previous.finished
+        report.runbooks[report.runbooks.index(rb)] = fresh
+        log.info("verify: %s unchanged since %s: carried over", guide.slug, fresh.carried_from)
+    for guide in guides:
+        if guide.slug in must_run:
+            must_run.update(guide.needs)
+    selected = [g for g in guides if g.slug in must_run]
+    for guide in selected:  # those are run again: forget what was carried
+        rb = report.runbook(guide.slug)
+        if rb.outcome == CARRIED:
+            index = report.runbooks.index(rb)
+            report.runbooks[index] = RunbookReport(
+                slug=guide.slug, title=guide.title, parameters=rb.parameters, inputs=rb.inputs
+            )
+    return selected
 
 
 def run_guide(run: Run, guide: Guide, target: Target, opts: Options) -> bool:
     """Execute one runbook and its checks; return whether both passed."""
     rb = run.report.runbook(guide.slug)
-    rb.parameters = {**guide.lab_parameters, **opts.extra}
     rb.executed_notebook = str(guide.executed.relative_to(ROOT))
     with run.phase(f"runbook {guide.slug}") as phase:
         try:
@@ -132,6 +209,7 @@ def run_guide(run: Run, guide: Guide, target: Target, opts: Options) -> bool:
                 guide.runbook, guide.executed, rb.parameters, target, step_timeout=opts.step_timeout
             )
             rb.steps, rb.steps_run = result.steps, result.steps_run
+            rb.measurements = measurements(guide.executed)
         except StepFailed as exc:
             rb.outcome, rb.error = FAILED, str(exc)
             rb.failed_step = f"{exc.step} {exc.title}"
@@ -151,9 +229,9 @@ def run_guide(run: Run, guide: Guide, target: Target, opts: Options) -> bool:
     return rb.outcome == PASSED
 
 
-def reboot_and_recheck(run: Run, opts: Options, ssh_config: Path) -> None:
+def reboot_and_recheck(run: Run, ran: list[Guide], ssh_config: Path) -> None:
     """Reboot once and run again the checks of guides whose state must survive a reboot."""
-    guides = [g for g in opts.guides if g.reboot_after]
+    guides = [g for g in ran if g.reboot_after]
     if not guides:
         return
     with run.phase("reboot"):
@@ -172,7 +250,10 @@ def reboot_and_recheck(run: Run, opts: Options, ssh_config: Path) -> None:
 def finish(run: Run, opts: Options, env: dict[str, str]) -> None:
     """Destroy the VM (unless kept), settle the outcome, write the report, build the site."""
     report = run.report
-    if opts.keep:
+    made_vm = any(p.name == "host" for p in report.phases)
+    if not made_vm:
+        pass
+    elif opts.keep:
         log.info(
             "verify: VM kept; log in with: ip netns exec %s ssh -F %s default",
             host.NETNS,
@@ -186,7 +267,7 @@ def finish(run: Run, opts: Options, env: dict[str, str]) -> None:
             report.error = report.error or f"destroy failed: {exc}"
             log.error("verify: destroying the VM failed: %s", exc)
     ran = report.runbooks
-    passed = ran and not report.error and all(r.outcome == PASSED for r in ran)
+    passed = ran and not report.error and all(r.outcome in (PASSED, CARRIED) for r in ran)
     report.outcome = PASSED if passed else FAILED
     report.finished = now()
     report.write(REPORT)

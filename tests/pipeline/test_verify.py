@@ -11,7 +11,7 @@ from conftest import FIXTURES, ROOT, lab_leftovers, proven, report
 @pytest.fixture(scope="module")
 def storage_run():
     """One verify of the storage guide with the VM kept for the extra checks below."""
-    proc = proven("verify", "01-storage", "--keep")
+    proc = proven("verify", "01-storage", "--keep", "--force")
     yield proc
     proven("destroy", timeout=600)
 
@@ -69,7 +69,9 @@ def test_root_only_file_without_sudo_fails_clearly(storage_run):
 
 def test_failing_step_fails_verify_and_leaves_nothing_behind(storage_run):
     """A command failing mid-step stops verify, names runbook and step, and leaks no VM."""
-    proc = proven("verify", "--runbook", str(FIXTURES / "90-fails-midway.ipynb"), "--no-site")
+    proc = proven(
+        "verify", "--runbook", str(FIXTURES / "90-fails-midway.ipynb"), "--no-site", "--force"
+    )
     data = report()
 
     assert proc.returncode != 0

@@ -1,0 +1,31 @@
+"""What a runbook's result depends on, as one digest: unchanged inputs, unchanged result.
+
+verify carries a passing result over to the next run when the digest is the same, instead
+of booting a VM to prove it again (issue 7). The inputs: the runbook, its checks and the
+checks' shared fixtures, the box recipe, the Vagrantfile, the parameters and number of
+disks, and the same for every guide it needs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from proven import box
+from proven.guides import ROOT, Guide, by_slug
+
+SHARED = (ROOT / "vagrant" / "Vagrantfile", ROOT / "tests" / "checks" / "conftest.py")
+
+
+def digest(guide: Guide, parameters: dict, disks: int) -> str:
+    """A digest of everything that decides whether ``guide`` passes."""
+    h = hashlib.sha256()
+    h.update(box.recipe_hash().encode())
+    h.update(json.dumps({"parameters": parameters, "disks": disks}, sort_keys=True).encode())
+    for path in (guide.runbook, guide.checks, *SHARED):
+        h.update(path.name.encode() + b"\0")
+        h.update(path.read_bytes() if path.exists() else b"(missing)")
+    for need in guide.needs:
+        needed = by_slug(need)
+        h.update(digest(needed, {**needed.lab_parameters, **parameters}, disks).encode())
+    return h.hexdigest()[:16]

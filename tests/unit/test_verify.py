@@ -1,0 +1,99 @@
+"""Carrying results over between verify runs, and collecting a runbook's measurements."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+from proven import verify
+from proven.guides import ROOT, Guide
+from proven.report import CARRIED, NOT_RUN, PASSED, Check, Report, RunbookReport
+
+BASE = Guide(slug="01-base", title="Base")
+TOP = Guide(slug="02-top", title="Top", needs=("01-base",))
+
+
+def reports(old_outcome=PASSED, old_inputs="abc", new_inputs="abc", notebook="README.md"):
+    previous = Report(finished="2026-12-01T10:00:00Z")
+    previous.runbooks = [
+        RunbookReport(
+            slug=g.slug,
+            title=g.title,
+            outcome=old_outcome,
+            inputs=old_inputs,
+            steps=3,
+            steps_run=3,
+            executed_notebook=notebook,
+            checks=[Check(name="test_x", outcome=PASSED, stage="after runbook")],
+        )
+        for g in (BASE, TOP)
+    ]
+    report = Report()
+    report.runbooks = [
+        RunbookReport(slug=g.slug, title=g.title, inputs=new_inputs) for g in (BASE, TOP)
+    ]
+    return report, previous
+
+
+def test_unchanged_passing_runbooks_are_carried_over_with_their_date():
+    """Equal inputs and a passing earlier run mean nothing runs, and the date is kept."""
+    report, previous = reports()
+
+    to_run = verify.carry_over(report, previous, [BASE, TOP])
+
+    assert to_run == []
+    assert [r.outcome for r in report.runbooks] == [CARRIED, CARRIED]
+    assert report.runbooks[0].carried_from == "2026-12-01T10:00:00Z"
+    assert report.runbooks[0].checks_passed == 1
+
+
+def test_changed_inputs_run_the_guide_and_what_it_needs():
+    """A guide whose inputs changed runs again, and so does the guide it needs."""
+    report, previous = reports()
+    report.runbooks[1].inputs = "changed"
+
+    to_run = verify.carry_over(report, previous, [BASE, TOP])
+
+    assert to_run == [BASE, TOP]
+    assert [r.outcome for r in report.runbooks] == [NOT_RUN, NOT_RUN]
+
+
+def test_a_failed_earlier_run_is_never_carried_over():
+    """Only passing results carry over."""
+    report, previous = reports(old_outcome="failed")
+
+    assert verify.carry_over(report, previous, [BASE, TOP]) == [BASE, TOP]
+
+
+def test_a_missing_executed_notebook_means_running_again():
+    """Without the earlier executed notebook there is no output to show: run again."""
+    report, previous = reports(notebook="build/executed/gone.ipynb")
+
+    assert verify.carry_over(report, previous, [BASE]) == [BASE]
+
+
+def test_no_previous_report_runs_everything():
+    """The first run on a machine runs every guide."""
+    report, _ = reports()
+
+    assert verify.carry_over(report, None, [BASE, TOP]) == [BASE, TOP]
+
+
+def test_measurement_lines_are_collected_by_name(tmp_path):
+    """Lines starting with PROVEN-MEASUREMENT become the runbook's measurements."""
+    nb = new_notebook()
+    cell = new_code_cell("bench")
+    line = verify.MEASUREMENT + json.dumps({"name": "opcache", "gain": 2.1})
+    cell.outputs = [new_output("stream", name="stdout", text=f"warming up\n{line}\n")]
+    nb.cells = [cell]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+
+    assert verify.measurements(path) == {"opcache": {"name": "opcache", "gain": 2.1}}
+
+
+def test_root_is_the_repository():
+    """Paths in the report are relative to the repository root."""
+    assert (ROOT / "pyproject.toml").exists()
