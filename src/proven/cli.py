@@ -106,6 +106,35 @@ def cmd_check(args) -> int:
     return 1 if any(c.outcome == FAILED for c in found) else 0
 
 
+def cmd_run(args) -> int:
+    from proven import guides, runbook, targets
+
+    path = Path(args.runbook)
+    if not path.exists():
+        path = guides.by_slug(args.runbook).runbook
+    values = parse_parameters(args.param)
+    if args.plan:
+        print(runbook.plan(path, values))
+        return 0
+    runbook.validate_parameters(path, values)
+    target = targets.parse(args.target)
+    missing = targets.missing_disks(target, {**runbook.defaults(path), **values})
+    if missing:
+        raise ProvenError(
+            f"runbook {path.stem}: no such disk on the target: {', '.join(missing)}",
+            hint="pass the right disks, e.g. -p DISKS='/dev/vdb /dev/vdc' (see lsblk there)",
+        )
+    executed = Path(args.executed or f"build/runs/{path.stem}.ipynb").resolve()
+    result = runbook.execute(path, executed, values, target, check=False, echo=True)
+    print(
+        f"\nrunbook {path.stem}: {result.outcome}, {result.steps_run}/{result.steps} steps "
+        f"in {result.duration_s:.0f} s on {args.target}\nexecuted notebook: {executed}"
+    )
+    if result.failure:
+        print(str(result.failure))
+    return 0 if result.outcome == "passed" else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="proven", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log every command")
@@ -168,6 +197,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--no-sudo", action="store_true", help="run the checks' commands unprivileged")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("run", help="run one runbook on a target, step by step, with its output")
+    p.add_argument("runbook", help="a guide slug or number, or a notebook path")
+    p.add_argument(
+        "--target", default="lab", help="lab (default), local, or ssh://[user@]host[:port]"
+    )
+    p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--plan", action="store_true", help="print every step's commands; run nothing")
+    p.add_argument("--executed", metavar="PATH", help="where to save the executed notebook")
+    p.set_defaults(func=cmd_run)
 
     args = parser.parse_args(argv)
     setup_logging(args.verbose)

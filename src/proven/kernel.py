@@ -59,8 +59,14 @@ SPEC = {
 REASON = re.compile(r"^runbook: (.*)$", re.MULTILINE)
 TIMEOUT_STATUS = (124, 137)  # timeout(1): the limit expired; 137 when it needed SIGKILL
 
-# A word of a simple assignment's value: quotes, escapes and $VAR, but no command substitution.
-_WORD = r"""(?:'[^']*'|"(?:[^"\\$`]|\\.|\$(?!\())*"|\\.|\$(?!\()|[^\s'"\\$`;&|<>()#])*"""
+# A word of a simple assignment's value: quotes, escapes, $VAR and arithmetic $(( )), but no
+# command substitution, so a definition cell can be evaluated anywhere without running anything.
+_ARITH = r"""\$\(\((?:[^()`$]|\$(?!\()|\([^()`$]*\))*\)\)"""
+_WORD = (
+    r"""(?:'[^']*'|"(?:[^"\\$`]|\\.|\$(?!\())*"|\\.|"""
+    + _ARITH
+    + r"""|\$(?!\()|[^\s'"\\$`;&|<>()#])*"""
+)
 _ASSIGN = rf"(?:export[ \t]+)?([A-Za-z_]\w*)=(\((?:\s*{_WORD})*\s*\)|{_WORD})"
 ASSIGNMENT = re.compile(_ASSIGN)  # groups: the name and its value as written
 _LINE = rf"[ \t]*(?:{_ASSIGN}(?:[ \t]+{_ASSIGN})*[ \t]*)?(?:#[^\n]*)?"

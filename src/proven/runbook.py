@@ -15,6 +15,8 @@ import os
 import re
 import shlex
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -111,11 +113,13 @@ def execute(
     target: Target,
     step_timeout: int = 1800,
     check: bool = True,
+    echo: bool = False,
 ) -> RunbookResult:
     """Run ``runbook`` on ``target``, writing the executed notebook also when a step fails.
 
     A failed step raises StepFailed (its ``result`` is the RunbookResult) unless ``check`` is
     false, in which case the result comes back with outcome "failed" and the ``failure``.
+    ``echo`` also prints each step's output to this process's stdout as it arrives.
     """
     name = runbook.stem
     nb = _load(runbook)
@@ -142,6 +146,8 @@ def execute(
                 kernel_name=kernel.NAME if shell else "python3",
                 language="bash" if shell else "python",
                 progress_bar=False,
+                stdout_file=sys.stdout if echo else None,
+                stderr_file=sys.stderr if echo else None,
                 # The kernel stops a shell step itself at step_timeout; this is the backstop.
                 execution_timeout=step_timeout + 60,
                 kernel_env=env,
@@ -199,14 +205,49 @@ def plan(runbook: Path, parameters: dict) -> str:
             given = "  # given" if key in parameters else ""
             lines.append(f"  {translator.assign(key, translator.translate(value))}{given}")
         lines.append("")
+    shown = {k: _shell_text(v) for k, v in values.items()}
     for index, (number, title) in steps.items():
         code = nb.cells[index].source
+        if shell and kernel.is_definition_cell(code):
+            derived = _derive(code, shown)
+            shown.update(derived)
+            lines.append(f"step {number}/{len(steps)}: {title}  (values derived for this plan)")
+            lines.extend(f"  {k}='{v}'" for k, v in derived.items())
+            lines.append("")
+            continue
         if shell:
-            code = _fill(code, {k: _shell_text(v) for k, v in values.items()})
+            code = _fill(code, shown)
         lines.append(f"step {number}/{len(steps)}: {title}")
         lines.extend(f"  {line}".rstrip() for line in code.rstrip().splitlines())
         lines.append("")
     return "\n".join(lines)
+
+
+def _derive(code: str, values: dict[str, str]) -> dict[str, str]:
+    """Evaluate a definition cell (assignments only, no command substitution) with ``values``.
+
+    The kernel's grammar for definition cells admits no command, so a restricted bash with
+    an empty environment evaluates it here without running anything on any machine.
+    """
+    names = list(dict.fromkeys(m.group(1) for m in kernel.ASSIGNMENT.finditer(code)))
+    script = "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items())
+    script += code + "\n" + "".join(f'printf "%s\\0" "${{{n}[*]}}"\n' for n in names)
+    proc = subprocess.run(
+        ["bash", "--norc", "--noprofile", "-r", "-c", script],
+        env={},
+        capture_output=True,
+        text=True,
+        timeout=10,
+        stdin=subprocess.DEVNULL,
+    )
+    if proc.returncode != 0:
+        raise RunbookError(f"cannot evaluate definitions for the plan: {proc.stderr.strip()}")
+    return dict(zip(names, proc.stdout.split("\0"), strict=False))
+
+
+def defaults(runbook: Path) -> dict[str, object]:
+    """The runbook's parameters and their literal defaults."""
+    return _defaults(runbook, _load(runbook))
 
 
 def validate_parameters(runbook: Path, parameters: dict) -> None:
