@@ -3,7 +3,8 @@
 ``docs/hooks.py`` calls :func:`generate` before every mkdocs build. For each guide it writes
 ``docs/guides/NN-slug.ipynb`` from the executed notebook of the last verify run (or from the
 bare runbook when that run did not execute it), with a badge cell on top and a Verification
-section at the end, and it writes ``docs/report.md`` from the report. A page claims "passed"
+section at the end, and it writes ``docs/report.md`` from the report. Runbooks with measurements
+get plots in ``docs/plots/`` (see :mod:`proven.plots`) on both pages. A page claims "passed"
 only when :func:`judge` finds nothing to doubt; every doubt becomes a stated reason.
 """
 
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import nbformat
 
+from proven import plots
 from proven.errors import ProvenError
 from proven.guides import GUIDES, ROOT, Guide
 from proven.report import CARRIED, FAILED, NOT_RUN, PASSED, SKIPPED, Report, RunbookReport
@@ -349,9 +351,13 @@ def checks_table(rb: RunbookReport) -> list[str]:
 
 
 def verification_markdown(
-    guide: Guide, rb: RunbookReport | None, badge: Badge, next_link: tuple[str, str]
+    guide: Guide,
+    rb: RunbookReport | None,
+    badge: Badge,
+    next_link: tuple[str, str],
+    measured: Sequence[str] = (),
 ) -> str:
-    """The Verification section appended to a guide page."""
+    """The Verification section appended to a guide page; ``measured`` holds its plots."""
     lines = ["## Verification", ""]
     checks_file = f"tests/checks/{guide.checks.name}"
     if rb is not None and rb.checks:
@@ -369,6 +375,8 @@ def verification_markdown(
             "above come without proof and without output.",
             "",
         ]
+    if measured:
+        lines += ["### Measured results", "", *measured]
     if not badge.verified:
         lines += [f"This page is **not verified**: {'; '.join(badge.reasons)}.", ""]
     text, href = next_link
@@ -387,14 +395,19 @@ def markdown_cell(source: str, cell_id: str, with_id: bool) -> nbformat.Notebook
 
 
 def guide_notebook(
-    source: Path, guide: Guide, rb: RunbookReport | None, badge: Badge, links: dict[str, str]
+    source: Path,
+    guide: Guide,
+    rb: RunbookReport | None,
+    badge: Badge,
+    links: dict[str, str],
+    measured: Sequence[str] = (),
 ) -> str:
     """The page notebook for ``guide``: ``source`` with a badge on top and Verification below."""
     nb = nbformat.read(source, as_version=4)
     with_id = (nb.nbformat, nb.nbformat_minor) >= (4, 5)
     badge_links = [("Verification report", links["report"]), ("Download", links["download"])]
     nb.cells.insert(0, markdown_cell(badge_html(badge, badge_links), BADGE_CELL_ID, with_id))
-    tail = verification_markdown(guide, rb, badge, (links["next_text"], links["next"]))
+    tail = verification_markdown(guide, rb, badge, (links["next_text"], links["next"]), measured)
     nb.cells.append(markdown_cell(tail, VERIFICATION_CELL_ID, with_id))
     return nbformat.writes(nb)
 
@@ -409,7 +422,7 @@ def page_links(guide: Guide, following: Guide | None, directory_urls: bool) -> d
     def url(page: str) -> str:  # page as "guides/02-slug" or "report"
         return up + (f"{page}/" if directory_urls else f"{page}.html")
 
-    links = {"report": url("report"), "download": f"{guide.slug}.ipynb"}
+    links = {"report": url("report"), "download": f"{guide.slug}.ipynb", "plots": up + "plots/"}
     if following is None:
         links["next"], links["next_text"] = url("report"), "The verification report"
     else:
@@ -437,8 +450,9 @@ def report_markdown(
     report_file: Path,
     root: Path = ROOT,
     guides: Sequence[Guide] = GUIDES,
+    figures: dict[str, list[plots.Plot]] | None = None,
 ) -> str:
-    """The verification report page, in Markdown."""
+    """The verification report page, in Markdown; ``figures`` are the runbooks' plots."""
     shown = report_file.relative_to(root) if report_file.is_relative_to(root) else report_file
     lines = ["# Verification report", ""]
     if report is None:
@@ -459,7 +473,7 @@ def report_markdown(
             *run_summary(report, head),
             *phases_table(report),
         ]
-    lines += runbooks_section(report, badges, guides)
+    lines += runbooks_section(report, badges, guides, figures or {})
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -504,7 +518,10 @@ def phases_table(report: Report) -> list[str]:
 
 
 def runbooks_section(
-    report: Report | None, badges: dict[str, Badge], guides: Sequence[Guide]
+    report: Report | None,
+    badges: dict[str, Badge],
+    guides: Sequence[Guide],
+    figures: dict[str, list[plots.Plot]] | None = None,
 ) -> list[str]:
     known = {g.slug: g for g in guides}
     slugs = [g.slug for g in guides]
@@ -532,12 +549,18 @@ def runbooks_section(
         )
     lines.append("")
     for slug in slugs:
-        lines += runbook_detail(slug, report, badges.get(slug), known.get(slug))
+        lines += runbook_detail(
+            slug, report, badges.get(slug), known.get(slug), (figures or {}).get(slug, [])
+        )
     return lines
 
 
 def runbook_detail(
-    slug: str, report: Report | None, badge: Badge | None, guide: Guide | None
+    slug: str,
+    report: Report | None,
+    badge: Badge | None,
+    guide: Guide | None,
+    figures: Sequence[plots.Plot] = (),
 ) -> list[str]:
     rb = report.runbook(slug) if report else None
     title = nav_title(guide) if guide else rb.title
@@ -555,10 +578,8 @@ def runbook_detail(
     if rb.parameters:
         params = ", ".join(code(f"{k}={v}") for k, v in rb.parameters.items())
         lines += [f"Parameters: {params}", ""]
-    if rb.measurements:
-        lines += ["Measurements:", "", "| Measurement | Value |", "|---|---|"]
-        lines += [f"| {cell(k)} | {code(v)} |" for k, v in rb.measurements.items()]
-        lines.append("")
+    if figures:
+        lines += ["Measured results:", "", *plots.section(figures, "plots/", markdown_image=True)]
     if rb.checks:
         lines += ["Checks:", "", *checks_table(rb), ""]
     else:
@@ -599,6 +620,29 @@ def remove_stale(guides_dir: Path, keep: set[Path]) -> None:
             path.unlink()
 
 
+def draw_plots(report: Report | None, plots_dir: Path) -> dict[str, list[plots.Plot]]:
+    """Plot every runbook's measurements into ``plots_dir``; a SiteError names a bad one."""
+    figures, taken = {}, set()
+    for rb in report.runbooks if report else ():
+        try:
+            measured = plots.parse_all(rb.slug, rb.measurements)
+            if measured:
+                figures[rb.slug] = plots.write(measured, plots_dir, taken)
+        except plots.MeasurementError as err:
+            raise SiteError(str(err.args[0]), hint=err.hint) from err
+        except ImportError as err:  # matplotlib is needed only once a runbook measures
+            raise SiteError(
+                f"runbook {rb.slug} has measurements, but {err.name or 'matplotlib'} is missing",
+                hint="pip install matplotlib, then build again",
+            ) from err
+    drawn = [p for runbook_plots in figures.values() for p in runbook_plots]
+    plots.remove_stale(plots_dir, {p.path for p in drawn})
+    if drawn:
+        redrawn = sum(p.written for p in drawn)
+        log.info("plots: %d in %s, %d redrawn", len(drawn), plots_dir, redrawn)
+    return figures
+
+
 def generate(
     docs_dir: Path,
     root: Path = ROOT,
@@ -616,6 +660,8 @@ def generate(
     report = load_report(report_file)
     head = head or git_head(root)
     log.info("building pages from %s", report_file if report else "no report")
+    # Plots first: a measurement that breaks the schema stops the build before any page.
+    figures = draw_plots(report, docs_dir / "plots")
 
     # Each guide's page: the executed notebook when this run ran it, else the bare runbook.
     pages, badges = [], {}
@@ -638,14 +684,15 @@ def generate(
 
         following = guides[i + 1] if i + 1 < len(guides) else None
         links = page_links(guide, following, directory_urls)
-        text = guide_notebook(source, guide, rb, badge, links)
+        measured = plots.section(figures.get(guide.slug, []), links["plots"], markdown_image=False)
+        text = guide_notebook(source, guide, rb, badge, links, measured)
         target = docs_dir / "guides" / f"{guide.slug}.ipynb"
         pages.append(Page(target, badge, source, write_if_changed(target, text)))
 
     remove_stale(docs_dir / "guides", {p.path for p in pages})
 
     # The report page, then the guard against pages that hide each other.
-    text = report_markdown(report, head, badges, report_file, root, guides)
+    text = report_markdown(report, head, badges, report_file, root, guides, figures)
     target = docs_dir / "report.md"
     pages.append(
         Page(target, None, report_file if report else None, write_if_changed(target, text))
