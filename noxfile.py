@@ -11,9 +11,9 @@ nox.options.error_on_missing_interpreters = True
 PYTHON = "3.11"
 
 
-def install(session: nox.Session) -> None:
+def install(session: nox.Session, extras: str = "docs") -> None:
     session.install("--quiet", "--upgrade", "pip")
-    session.install("--quiet", "-e", ".[docs]")
+    session.install("--quiet", "-e", f".[{extras}]")
 
 
 @nox.session(python=PYTHON)
@@ -26,9 +26,8 @@ def verify(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Every test: unit tests, then the real pipeline on real VMs (slow, needs root)."""
-    install(session)
-    session.install("--quiet", "pytest-timeout")
-    session.run("pytest", "tests/unit", "tests/pipeline", "-m", "not benchmark", *session.posargs)
+    install(session, "docs,browser")
+    session.run("pytest", "tests/unit", "tests/browser", "tests/pipeline", *session.posargs)
 
 
 @nox.session(python=PYTHON)

@@ -85,13 +85,14 @@ def test_measurement_lines_are_collected_by_name(tmp_path):
     """Lines starting with PROVEN-MEASUREMENT become the runbook's measurements."""
     nb = new_notebook()
     cell = new_code_cell("bench")
-    line = verify.MEASUREMENT + json.dumps({"name": "opcache", "gain": 2.1})
+    figure = {"name": "opcache", "unit": "ms", "series": {"off": [40.0], "on": [12.0]}}
+    line = verify.MEASUREMENT + json.dumps(figure)
     cell.outputs = [new_output("stream", name="stdout", text=f"warming up\n{line}\n")]
     nb.cells = [cell]
     path = tmp_path / "nb.ipynb"
     nbformat.write(nb, path)
 
-    assert verify.measurements(path) == {"opcache": {"name": "opcache", "gain": 2.1}}
+    assert verify.measurements(path) == {"opcache": figure}
 
 
 def test_root_is_the_repository():
