@@ -110,9 +110,13 @@ def cmd_run(args) -> int:
     from proven import guides, runbook, targets
 
     path = Path(args.runbook)
+    values = {}
     if not path.exists():
-        path = guides.by_slug(args.runbook).runbook
-    values = parse_parameters(args.param)
+        guide = guides.by_slug(args.runbook)
+        path = guide.runbook
+        if args.target == "lab":  # the lab VM's disks are small: start from verify's values
+            values.update(guide.lab_parameters)
+    values.update(parse_parameters(args.param))
     if args.plan:
         print(runbook.plan(path, values))
         return 0

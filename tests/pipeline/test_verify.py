@@ -8,6 +8,9 @@ import pytest
 from conftest import FIXTURES, ROOT, lab_leftovers, proven, report
 
 
+LAB = ("-p", "DISKS=/dev/vdb /dev/vdc")
+
+
 @pytest.fixture(scope="module")
 def storage_run():
     """One verify of the storage guide with the VM kept for the extra checks below."""
@@ -65,6 +68,19 @@ def test_root_only_file_without_sudo_fails_clearly(storage_run):
     assert proc.returncode != 0
     assert "cannot read /etc/shadow as vagrant" in proc.stdout
     assert "need the checks to run with sudo" in proc.stdout
+
+
+def test_second_run_through_proven_run_passes_and_checks_agree(storage_run):
+    """The storage runbook run again on the same VM with `proven run` changes nothing."""
+    before = proven("check", "tests/checks/test_01_storage.py", *LAB)
+    proc = proven("run", "01-storage", "--target", "lab")
+    after = proven("check", "tests/checks/test_01_storage.py", *LAB)
+
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "runbook 01-storage: passed, 11/11 steps" in proc.stdout
+    assert "already holds this guide's arrays" in proc.stdout
+    assert before.returncode == after.returncode == 0
+    assert before.stdout.count("passed ") == after.stdout.count("passed ") >= 12
 
 
 def test_failing_step_fails_verify_and_leaves_nothing_behind(storage_run):
