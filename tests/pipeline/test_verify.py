@@ -7,7 +7,6 @@ import re
 import pytest
 from conftest import FIXTURES, ROOT, lab_leftovers, proven, report
 
-
 LAB = ("-p", "DISKS=/dev/vdb /dev/vdc")
 
 
