@@ -51,6 +51,23 @@ GUIDES = (
         },
         reboot_after=True,
     ),
+    Guide(
+        slug="03-apache-fcgid",
+        title="Serve PHP through mod_fcgid on Apache's worker MPM",
+    ),
+    Guide(
+        slug="04-opcache",
+        title="Cache compiled PHP with OPcache",
+        # Fewer rounds than on a real server: each request is slow under emulation.
+        lab_parameters={"ROUNDS": "5", "REQUESTS": "10"},
+        needs=("03-apache-fcgid",),
+    ),
+    Guide(
+        slug="05-php-benchmark",
+        title="Benchmark PHP: the command line, FastCGI, OPcache and the JIT",
+        lab_parameters={"RUNS": "7"},
+        needs=("03-apache-fcgid",),
+    ),
 )
 
 

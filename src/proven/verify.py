@@ -289,6 +289,7 @@ def build_site() -> None:
         capture_output=True,
         text=True,
         stdin=subprocess.DEVNULL,
+        env=dict(os.environ, NO_MKDOCS_2_WARNING="1"),  # a notice, not a warning about us
     )
     if proc.returncode != 0:
         raise ProvenError(
