@@ -55,14 +55,14 @@ def test_site_shows_output_of_this_very_run(storage_run):
 
 def test_root_only_file_is_read_through_sudo(storage_run):
     """A check reading a root-owned 0640 file passes when it runs through sudo."""
-    proc = proven("check", str(FIXTURES / "test_root_only_file.py"))
+    proc = proven("check", str(FIXTURES / "root_only_checks.py"))
 
     assert proc.returncode == 0, proc.stdout
 
 
 def test_root_only_file_without_sudo_fails_clearly(storage_run):
     """Without sudo the same check fails and says that sudo is what it needs."""
-    proc = proven("check", str(FIXTURES / "test_root_only_file.py"), "--no-sudo")
+    proc = proven("check", str(FIXTURES / "root_only_checks.py"), "--no-sudo")
 
     assert proc.returncode != 0
     assert "cannot read /etc/shadow as vagrant" in proc.stdout
