@@ -70,12 +70,12 @@ HINTS = {
 
 # Old directives that were not renamed but replaced by something else.
 REPLACED = {
-    "Order": "mod_access_compat (Apache 2.2 access control): use Require",
-    "Allow": "mod_access_compat (Apache 2.2 access control): use Require",
-    "Deny": "mod_access_compat (Apache 2.2 access control): use Require",
-    "Satisfy": "mod_access_compat (Apache 2.2 access control): use <RequireAny>/<RequireAll>",
+    "Order": "is Apache 2.2 access control (mod_access_compat): use Require",
+    "Allow": "is Apache 2.2 access control (mod_access_compat): use Require",
+    "Deny": "is Apache 2.2 access control (mod_access_compat): use Require",
+    "Satisfy": "is Apache 2.2 access control (mod_access_compat): use <RequireAny>/<RequireAll>",
     "NameVirtualHost": "has no effect since Apache 2.4: remove it",
-    "LockFile": "removed in Apache 2.4: use Mutex",
+    "LockFile": "was removed in Apache 2.4: use Mutex",
     "DefaultType": "has no effect since Apache 2.4: remove it",
 }
 
@@ -233,6 +233,33 @@ def _write_in_place(path: Path, text: str) -> None:
         raise
 
 
+def run(file: str, in_place: bool = False) -> int:
+    """Rewrite ``file`` ('-': standard input), printing the result or writing it back."""
+    if file == "-":
+        if in_place:
+            log.error("--in-place needs a file, not standard input")
+            return 2
+        source, text = "<stdin>", sys.stdin.read()
+    else:
+        path = Path(file)
+        source = str(path)
+        try:
+            with path.open(newline="") as handle:  # keep \r\n line endings as they are
+                text = handle.read()
+        except OSError as err:
+            log.error("cannot read %s: %s", path, err.strerror or err)
+            return 1
+    result = rewrite(text)
+    report(source, result)
+
+    if not in_place:
+        sys.stdout.write(result.text)
+    elif result.text != text:
+        _write_in_place(path, result.text)
+        log.info("%s: rewritten", path)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """``FILE [--in-place]``: print FILE with current directive names, or rewrite it."""
     parser = argparse.ArgumentParser(
@@ -247,29 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not logging.getLogger().handlers and not log.handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-
-    if args.file == "-":
-        if args.in_place:
-            parser.error("--in-place needs a file, not standard input")
-        source, text = "<stdin>", sys.stdin.read()
-    else:
-        path = Path(args.file)
-        source = str(path)
-        try:
-            with path.open(newline="") as handle:  # keep \r\n line endings as they are
-                text = handle.read()
-        except OSError as err:
-            log.error("cannot read %s: %s", path, err.strerror or err)
-            return 1
-    result = rewrite(text)
-    report(source, result)
-
-    if not args.in_place:
-        sys.stdout.write(result.text)
-    elif result.text != text:
-        _write_in_place(path, result.text)
-        log.info("%s: rewritten", path)
-    return 0
+    return run(args.file, args.in_place)
 
 
 if __name__ == "__main__":

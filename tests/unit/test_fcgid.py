@@ -224,6 +224,14 @@ def test_command_says_which_file_it_cannot_read(tmp_path, caplog):
     assert "missing.conf" in caplog.text
 
 
+def test_in_place_refuses_standard_input(caplog):
+    """There is no file to write back to when the configuration came on standard input."""
+    status = main(["-", "--in-place"])
+
+    assert status == 2
+    assert "--in-place needs a file" in caplog.text
+
+
 def test_module_runs_as_a_script_reading_standard_input():
     """``python -m proven.fcgid -`` reads the configuration from standard input."""
     proc = subprocess.run(
