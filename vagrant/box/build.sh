@@ -241,6 +241,10 @@ phase_end
 phase "writing ext4 filesystem 'rootfs' into the disk image (mkfs.ext4 -d, no mount)"
 [[ -e $ROOT/vmlinuz && -e $ROOT/initrd.img ]] \
     || die "kernel symlinks /vmlinuz and /initrd.img missing in the root filesystem"
+# The kernel and initramfs also go beside the box: `proven` boots them once under KVM to
+# learn whether hardware virtualisation runs a stock kernel on this host (see vm.py).
+cp -L "$ROOT/vmlinuz" "$OUTDIR/vmlinuz"
+cp -L "$ROOT/initrd.img" "$OUTDIR/initrd.img"
 mkdir -p "$ROOT/boot/extlinux"
 # TIMEOUT 0 and PROMPT 0: boot the only entry at once. The kernel symlinks in /
 # follow kernel upgrades inside the VM, so this file never needs rewriting.
