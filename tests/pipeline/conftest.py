@@ -2,50 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = Path(__file__).parent / "fixtures"
+
+HERE = Path(__file__).parent
 
 
 def pytest_collection_modifyitems(items):
+    # Collection hooks see every test of the session: mark only the ones in this folder.
     for item in items:
-        item.add_marker(pytest.mark.vm)
+        if item.path.is_relative_to(HERE):
+            item.add_marker(pytest.mark.vm)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def needs_root():
     if os.geteuid() != 0:
         pytest.fail("the pipeline tests need root (libvirtd, network namespaces)", pytrace=False)
-
-
-def proven(*args: str, timeout: float = 3000) -> subprocess.CompletedProcess:
-    """Run the `proven` command the way a user would, capturing what it prints."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "proven", *args],
-        cwd=ROOT,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-    # Shown by pytest when a test fails, and kept in CI's log either way.
-    print(proc.stdout)
-    return proc
-
-
-def report() -> dict:
-    return json.loads((ROOT / "build" / "report.json").read_text())
-
-
-def lab_leftovers() -> tuple[list[str], list[str]]:
-    from proven import vm
-
-    return vm.leftovers()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import lab_leftovers, proven, report
+from pipeline_helpers import lab_leftovers, proven, report
 
 
 def test_unknown_parameter_stops_verify_before_any_vm():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import FIXTURES, ROOT, lab_leftovers, proven, report
+from pipeline_helpers import FIXTURES, ROOT, lab_leftovers, proven, report
 
 LAB = ("-p", "DISKS=/dev/vdb /dev/vdc")
 
