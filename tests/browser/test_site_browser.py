@@ -232,9 +232,9 @@ def test_navigation_lists_every_guide_with_its_number(page, site_url):
     links = page.locator("nav.md-nav--primary a.md-nav__link")
     found = {" ".join(a.inner_text().split()): a.get_attribute("href") for a in links.all()}
 
-    for n, guide in enumerate(GUIDES, 1):
+    for guide in GUIDES:
         title = nav_title(guide)
-        assert title.startswith(f"{n}. ")
+        assert title.startswith(f"{int(guide.slug[:2])}. ")  # the slug's number, gaps allowed
         assert title in found, f"{title!r} not in the navigation: {list(found)}"
         assert found[title].rstrip("/").endswith(f"guides/{guide.slug}")
 
