@@ -98,14 +98,14 @@ def verify(opts: Options) -> int:
         with run.phase("box"):
             report.box = box.ensure()
         report.tools = tool_versions()
-        env = vm.settings(disks=opts.disks)
-        report.host = {
-            "os": os_release(),
-            "accel": env["PROVEN_ACCEL"],
-            "disks": opts.disks,
-            "python": platform.python_version(),
-        }
         with run.phase("VM up"):
+            env = vm.settings(disks=opts.disks)
+            report.host = {
+                "os": os_release(),
+                "accel": env["PROVEN_ACCEL"],
+                "disks": opts.disks,
+                "python": platform.python_version(),
+            }
             ssh_config = vm.up(env)
         target = Target(kind="ssh", ssh_config=ssh_config, netns=host.NETNS, sudo=True)
 
