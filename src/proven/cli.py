@@ -139,7 +139,18 @@ def cmd_run(args) -> int:
     return 0 if result.outcome == "passed" else 1
 
 
+def cmd_fcgid(args) -> int:
+    from proven import fcgid
+
+    return fcgid.run(args.file, in_place=args.in_place)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["funambol-check"]:
+        from proven import funambol
+
+        return funambol.main(argv[1:])
     parser = argparse.ArgumentParser(prog="proven", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log every command")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -211,6 +222,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plan", action="store_true", help="print every step's commands; run nothing")
     p.add_argument("--executed", metavar="PATH", help="where to save the executed notebook")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("fcgid-rewrite", help="rewrite old mod_fcgid/MPM directive names to today's")
+    p.add_argument("file", help="an Apache configuration file, or - for standard input")
+    p.add_argument("--in-place", action="store_true", help="rewrite the file itself")
+    p.set_defaults(func=cmd_fcgid)
+
+    # Its own parser (proven.funambol) takes the arguments: it also runs as a lone file.
+    sub.add_parser("funambol-check", help="does Funambol.xml's serverURI match the clients' URL?")
 
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
