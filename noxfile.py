@@ -26,6 +26,14 @@ def verify(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def benchmark(session: nox.Session) -> None:
+    """Time a full verify, nothing carried over: seconds per phase and runbook, peak memory."""
+    install(session)
+    session.run("proven", "verify", "--force", *session.posargs, success_codes=[0, 1])
+    session.run("python", "tools/benchmark.py")
+
+
+@nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Every test: unit tests, then the real pipeline on real VMs (slow, needs root)."""
     install(session, "docs,browser")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from proven import box, checks, host, inputs, sh, vm
+from proven import box, checks, host, inputs, memory, sh, vm
 from proven.errors import ProvenError
 from proven.guides import BUILD, ROOT, Guide
 from proven.report import CARRIED, FAILED, NOT_RUN, PASSED, Phase, Report, RunbookReport, now
@@ -51,6 +51,7 @@ class Run:
 
     def __init__(self, report: Report) -> None:
         self.report = report
+        self.sampler: memory.PeakSampler | None = None
 
     @contextmanager
     def phase(self, name: str):
@@ -92,6 +93,7 @@ def verify(opts: Options) -> int:
             log.info("verify: nothing changed since the last passing run; no VM needed")
             return finish_and_summarise(run, opts, env)
 
+        run.sampler = memory.PeakSampler().start()
         with run.phase("host"):
             host.prepare(install=opts.install)
             vm.clear_leftovers()
@@ -100,7 +102,7 @@ def verify(opts: Options) -> int:
         report.tools = tool_versions()
         with run.phase("VM up"):
             env = vm.settings(disks=opts.disks)
-            report.host = {
+            report.host |= {
                 "os": os_release(),
                 "accel": env["PROVEN_ACCEL"],
                 "disks": opts.disks,
@@ -128,6 +130,9 @@ def verify(opts: Options) -> int:
 
 def finish_and_summarise(run: Run, opts: Options, env: dict[str, str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip cleanup
+    if run.sampler:
+        run.sampler.stop()
+        run.report.host["memory_mib"] = {"baseline": run.sampler.baseline, "peak": run.sampler.peak}
     try:
         finish(run, opts, env)
     finally:
@@ -316,6 +321,9 @@ def print_summary(report: Report) -> None:
     lines.append(
         f"verify {report.outcome}" + (f": {report.error.splitlines()[0]}" if report.error else "")
     )
+    mem = report.host.get("memory_mib")
+    if mem:
+        lines.append(f"host memory in use: {mem['baseline']} MiB before, {mem['peak']} MiB at peak")
     lines.append(f"report: {REPORT.relative_to(ROOT)}")
     print("\n".join(lines), flush=True)
 
