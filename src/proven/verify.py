@@ -189,18 +189,20 @@ def carry_over(report: Report, previous: Report | None, guides: list[Guide]) -> 
         fresh = RunbookReport(**{**old.__dict__, "outcome": CARRIED})
         fresh.carried_from = old.carried_from or previous.finished
         report.runbooks[report.runbooks.index(rb)] = fresh
-        log.info("verify: %s unchanged since %s: carried over", guide.slug, fresh.carried_from)
     for guide in guides:
         if guide.slug in must_run:
             must_run.update(guide.needs)
     selected = [g for g in guides if g.slug in must_run]
-    for guide in selected:  # those are run again: forget what was carried
+    for guide in guides:
         rb = report.runbook(guide.slug)
-        if rb.outcome == CARRIED:
-            index = report.runbooks.index(rb)
-            report.runbooks[index] = RunbookReport(
+        if rb.outcome != CARRIED:
+            continue
+        if guide in selected:  # run again for a guide that needs it: forget what was carried
+            report.runbooks[report.runbooks.index(rb)] = RunbookReport(
                 slug=guide.slug, title=guide.title, parameters=rb.parameters, inputs=rb.inputs
             )
+        else:
+            log.info("verify: %s unchanged since %s: carried over", guide.slug, rb.carried_from)
     return selected
 
 
