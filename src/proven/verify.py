@@ -79,6 +79,8 @@ def verify(opts: Options) -> int:
         commit=git("rev-parse", "HEAD"), commit_dirty=bool(git("status", "--porcelain"))
     )
     previous = load_previous()
+    # The box this run stands on, named even when nothing runs and no box is built.
+    report.box = {"name": box.name(), "recipe": box.recipe_hash()}
     report.runbooks = [RunbookReport(slug=g.slug, title=g.title) for g in opts.guides]
     run = Run(report)
     signal.signal(signal.SIGTERM, _interrupt)
@@ -98,7 +100,7 @@ def verify(opts: Options) -> int:
             host.prepare(install=opts.install)
             vm.clear_leftovers()
         with run.phase("box"):
-            report.box = box.ensure()
+            report.box |= box.ensure()
         report.tools = tool_versions()
         with run.phase("VM up"):
             env = vm.settings(disks=opts.disks)
