@@ -40,6 +40,8 @@ class Guide:
         return BUILD / "executed" / f"{self.slug}.ipynb"
 
 
+# Shortcoming: guide 02 (the KVM host: bridge, libvirt pool on the volume group, a guest) and
+# guide 06 (Funambol: the runbook around proven.funambol) are not written yet; issue 4.
 GUIDES = (
     Guide(
         slug="01-storage",
