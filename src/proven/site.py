@@ -92,20 +92,20 @@ def executed_path(rb: RunbookReport, root: Path, report_file: Path) -> Path:
     return report_file.parent / "executed" / f"{rb.slug}.ipynb"
 
 
-def git_head(root: Path = ROOT) -> str | None:
-    """The commit checked out at ``root``, or None outside a git checkout."""
+def _git(root: Path, *args: str) -> str | None:
+    """What ``git ARGS`` prints at ``root``, or None when git fails (not a checkout)."""
     try:
         done = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=30,
+            ["git", *args], cwd=root, capture_output=True, text=True, check=True, timeout=30
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return done.stdout.strip() or None
+    return done.stdout
+
+
+def git_head(root: Path = ROOT) -> str | None:
+    """The commit checked out at ``root``, or None outside a git checkout."""
+    return (_git(root, "rev-parse", "HEAD") or "").strip() or None
 
 
 def local_changes(paths: Sequence[Path], root: Path = ROOT) -> tuple[str, ...]:
@@ -113,18 +113,9 @@ def local_changes(paths: Sequence[Path], root: Path = ROOT) -> tuple[str, ...]:
     existing = [str(p) for p in paths if p.exists()]
     if not existing:
         return ()
-    try:
-        done = subprocess.run(
-            ["git", "status", "--porcelain", "--", *existing],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=30,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return ()  # not a checkout: judge() already refuses to vouch without a commit
-    return tuple(line[3:] for line in done.stdout.splitlines() if line.strip())
+    # Not a checkout: judge() already refuses to vouch without a commit.
+    out = _git(root, "status", "--porcelain", "--", *existing) or ""
+    return tuple(line[3:] for line in out.splitlines() if line.strip())
 
 
 def load_report(path: Path) -> Report | None:
