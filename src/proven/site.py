@@ -370,9 +370,30 @@ def verification_markdown(
         lines += ["### Measured results", "", *measured]
     if not badge.verified:
         lines += [f"This page is **not verified**: {'; '.join(badge.reasons)}.", ""]
+    lines += run_it_yourself(guide)
     text, href = next_link
     lines.append(f"**Next:** [{text}]({href})")
     return "\n".join(lines)
+
+
+def run_it_yourself(guide: Guide) -> list[str]:
+    """How to plan and run this guide's runbook with `proven`, on the lab or a server."""
+    slug = guide.slug
+    return [
+        "## Run it yourself",
+        "",
+        f"The runbook is {code(f'runbooks/{slug}.ipynb')} in the repository (the download "
+        "button above gives this page's copy). See every step with your values filled in, "
+        "running nothing; then run it on the lab VM (after `proven verify --keep`) or on a "
+        "server you reach with SSH as a user with password-less sudo:",
+        "",
+        "```sh",
+        f"proven run {slug} --plan -p NAME=VALUE",
+        f"proven run {slug} --target lab",
+        f"proven run {slug} --target ssh://admin@server.example.org -p NAME=VALUE",
+        "```",
+        "",
+    ]
 
 
 def markdown_cell(source: str, cell_id: str, with_id: bool) -> nbformat.NotebookNode:
