@@ -259,16 +259,15 @@ def reboot_and_recheck(run: Run, ran: list[Guide], ssh_config: Path) -> None:
 def finish(run: Run, opts: Options, env: dict[str, str]) -> None:
     """Destroy the VM (unless kept), settle the outcome, write the report, build the site."""
     report = run.report
+    # A run that carried everything over, or stopped at its parameters, made no VM.
     made_vm = any(p.name == "host" for p in report.phases)
-    if not made_vm:
-        pass
-    elif opts.keep:
+    if made_vm and opts.keep:
         log.info(
             "verify: VM kept; log in with: ip netns exec %s ssh -F %s default",
             host.NETNS,
             vm.SSH_CONFIG.relative_to(ROOT),
         )
-    else:
+    elif made_vm:
         try:
             with run.phase("destroy"):
                 vm.destroy(env or None)
