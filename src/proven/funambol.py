@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Check that a Funambol DS Server's configured server URI agrees with the URL its clients use.
 
 At authentication the server binds the sync session to the ``serverURI`` set in Funambol.xml, not
@@ -484,10 +485,10 @@ def explain(verdict: Verdict, path: Path) -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command line of the checker."""
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """The command line of the checker; ``prog`` defaults to the name it was started by."""
     parser = argparse.ArgumentParser(
-        prog="python -m proven.funambol",
+        prog=prog,
         description="Say whether Funambol.xml's serverURI agrees with the URL clients use.",
         epilog="exit codes: 0 agree or fixed, 1 disagree, 2 usage, 3 file missing, "
         "4 unreadable, 5 malformed XML, 6 not XMLDecoder, 7 no serverURI, 8 fix not written",
@@ -504,9 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Run the checker; return the exit code."""
-    parser = build_parser()
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     if url_parts(args.client_url) is None:
         parser.error(

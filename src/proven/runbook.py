@@ -9,6 +9,7 @@ calls ``exit``. Python runbooks run on ``python3`` with a startup file that make
 from __future__ import annotations
 
 import ast
+import base64
 import contextlib
 import logging
 import os
@@ -37,6 +38,7 @@ from proven.errors import ProvenError
 log = logging.getLogger("proven")
 
 STARTUP = Path(__file__).parent / "ipython_startup"
+PROJECT = Path(__file__).resolve().parents[2]  # where a runbook's shipped files are found
 OUTPUT_LINES = 40  # of a failed step's output, kept in the error
 PARAMETER_TAGS = {"parameters", "injected-parameters"}
 LEVEL = {"passed": logging.INFO, "failed": logging.ERROR}
@@ -124,6 +126,7 @@ def execute(
     name = runbook.stem
     nb = _load(runbook)
     validate_parameters(runbook, parameters)
+    ship(runbook, target)
     shell = _is_shell(nb)
     env = {**target.env(), "PROVEN_STEP_TIMEOUT": str(step_timeout)}
     progress = _Progress(name)
@@ -199,6 +202,11 @@ def plan(runbook: Path, parameters: dict) -> str:
     values = {**_defaults(runbook, nb), **parameters}
     steps = _steps(nb)
     lines = [f"runbook {runbook.stem}: {len(steps)} steps (a plan: nothing was run)", ""]
+    shipped = shipped_files(runbook)
+    if shipped:
+        lines.append("before step 1, copied onto the target (mode 0755)")
+        lines.extend(f"  {source.relative_to(PROJECT)} -> {dest}" for dest, source in shipped)
+        lines.append("")
     if values:
         lines.append("parameters")
         for key, value in values.items():
@@ -221,6 +229,57 @@ def plan(runbook: Path, parameters: dict) -> str:
         lines.extend(f"  {line}".rstrip() for line in code.rstrip().splitlines())
         lines.append("")
     return "\n".join(lines)
+
+
+def shipped_files(runbook: Path) -> list[tuple[str, Path]]:
+    """(path on the target, file here) for each file the runbook needs on its target.
+
+    A runbook lists them in its metadata, ``"proven": {"ship": {"/usr/local/bin/x":
+    "src/proven/x.py"}}``, with sources relative to the project: a tool of this project that
+    the runbook's steps call on the target, where no package of it is installed.
+    """
+    wanted = _load(runbook).metadata.get("proven", {}).get("ship", {})
+    files = []
+    for dest, source in wanted.items():
+        path = PROJECT / source
+        if not dest.startswith("/") or not path.is_file():
+            raise RunbookError(
+                f"runbook {runbook.stem}: cannot ship {source!r} to {dest!r}",
+                "the metadata's proven.ship maps absolute target paths to files of the project",
+            )
+        files.append((dest, path))
+    return files
+
+
+def ship(runbook: Path, target: Target, timeout: int = 120) -> None:
+    """Copy the runbook's shipped files onto ``target``, each replaced in one rename."""
+    settings = kernel.Settings.from_env({**target.env(), "PROVEN_STEP_TIMEOUT": str(timeout)})
+    for dest, source in shipped_files(runbook):
+        data = base64.b64encode(source.read_bytes()).decode()
+        new = shlex.quote(dest + ".new")
+        script = (
+            f"mkdir -p {shlex.quote(os.path.dirname(dest))}\n"
+            f"base64 -d > {new} <<'SHIPPED'\n{data}\nSHIPPED\n"
+            f"chmod 0755 {new}\nmv -f {new} {shlex.quote(dest)}\n"
+        )
+        try:
+            proc = subprocess.run(
+                settings.command(script, "proven-ship"),
+                capture_output=True,
+                text=True,
+                timeout=timeout + 30,
+                stdin=subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired:
+            proc = None
+        if proc is None or proc.returncode != 0:
+            why = "no answer" if proc is None else proc.stderr.strip() or f"exit {proc.returncode}"
+            raise RunbookError(
+                f"runbook {runbook.stem}: could not copy {source.name} to {dest} on the "
+                f"target before step 1: {why}",
+                "check that the target is reachable and that sudo works there",
+            )
+        log.info("runbook %s: copied %s to %s on the target", runbook.stem, source.name, dest)
 
 
 def _derive(code: str, values: dict[str, str]) -> dict[str, str]:
