@@ -9,10 +9,10 @@ from pathlib import Path
 from mkdocs.exceptions import PluginError
 
 try:
-    from proven import site
+    from proven import site, site_markdown
 except ImportError:  # building from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from proven import site
+    from proven import site, site_markdown
 
 log = logging.getLogger("mkdocs.hooks.proven")
 
@@ -26,6 +26,8 @@ def on_pre_build(config) -> None:
             root,
             site.report_path(root),
             directory_urls=config.use_directory_urls,
+            # Tabs and admonitions in guides render with the extensions of the site's pages.
+            markdown=site_markdown.Settings.of(config),
         )
     except site.SiteError as err:
         raise PluginError(str(err)) from err
@@ -33,6 +35,20 @@ def on_pre_build(config) -> None:
         verdict = f"{page.badge.label}: " if page.badge else ""
         action = "wrote" if page.written else "unchanged"
         log.info("%s%s %s (from %s)", verdict, action, page.path.name, page.source or "nothing")
+
+
+def on_post_page(output: str, page, config) -> str:
+    """The page's notebook offered for download gets its tabs and admonitions as Markdown back.
+
+    mkdocs-jupyter copies the notebook beside the page in its own on_post_page, which runs
+    before this hook's.
+    """
+    source = Path(page.file.abs_src_path or "")
+    if source.suffix == ".ipynb" and page.file.abs_dest_path:
+        copy = Path(page.file.abs_dest_path).parent / source.name
+        if copy.exists() and site_markdown.restore_file(copy):
+            log.debug("restored the Markdown of %s", copy)
+    return output
 
 
 def on_serve(server, config, builder):

@@ -10,17 +10,18 @@ only when :func:`judge` finds nothing to doubt; every doubt becomes a stated rea
 
 from __future__ import annotations
 
+import functools
 import html
 import logging
 import os
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 
-from proven import plots
+from proven import plots, site_markdown
 from proven.errors import ProvenError
 from proven.guides import GUIDES, ROOT, Guide
 from proven.report import CARRIED, FAILED, NOT_RUN, PASSED, SKIPPED, Report, RunbookReport
@@ -413,9 +414,18 @@ def guide_notebook(
     badge: Badge,
     links: dict[str, str],
     measured: Sequence[str] = (),
+    markdown: site_markdown.Settings | Callable[[], site_markdown.Settings] | None = None,
 ) -> str:
-    """The page notebook for ``guide``: ``source`` with a badge on top and Verification below."""
+    """The page notebook for ``guide``: ``source`` with a badge on top and Verification below.
+
+    Tabs and admonitions in its Markdown cells are rendered with ``markdown``, the site's
+    Markdown settings (see :mod:`proven.site_markdown`).
+    """
     nb = nbformat.read(source, as_version=4)
+    try:
+        site_markdown.render_notebook(nb, markdown)
+    except site_markdown.MarkdownError as err:
+        raise SiteError(f"guide {guide.slug}: {err.args[0]}", hint=err.hint) from err
     with_id = (nb.nbformat, nb.nbformat_minor) >= (4, 5)
     badge_links = [("Verification report", links["report"]), ("Download", links["download"])]
     nb.cells.insert(0, markdown_cell(badge_html(badge, badge_links), BADGE_CELL_ID, with_id))
@@ -663,11 +673,16 @@ def generate(
     head: str | None = None,
     guides: Sequence[Guide] = GUIDES,
     directory_urls: bool = True,
+    markdown: site_markdown.Settings | None = None,
 ) -> list[Page]:
     """Write every guide's page notebook and the report page under ``docs_dir``.
 
     ``head`` is the commit the site is built from; by default ``git rev-parse HEAD`` at ``root``.
+    ``markdown`` holds the Markdown extensions mkdocs builds with; by default they are read
+    from ``root``'s mkdocs.yml once a guide uses tabs or admonitions.
     """
+    if markdown is None:
+        markdown = functools.cache(lambda: site_markdown.Settings.load(root / "mkdocs.yml"))
     report_file = report_file or report_path(root)
     report = load_report(report_file)
     head = head or git_head(root)
@@ -697,7 +712,7 @@ def generate(
         following = guides[i + 1] if i + 1 < len(guides) else None
         links = page_links(guide, following, directory_urls)
         measured = plots.section(figures.get(guide.slug, []), links["plots"], markdown_image=False)
-        text = guide_notebook(source, guide, rb, badge, links, measured)
+        text = guide_notebook(source, guide, rb, badge, links, measured, markdown)
         target = docs_dir / "guides" / f"{guide.slug}.ipynb"
         pages.append(Page(target, badge, source, write_if_changed(target, text)))
 
