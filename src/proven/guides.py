@@ -48,6 +48,7 @@ GUIDES = (
             "DISKS": "/dev/vdb /dev/vdc",
             "BOOT_SIZE": "128M",
             "ROOT_SIZE": "320M",
+            "DRILL": "yes",
         },
         reboot_after=True,
     ),

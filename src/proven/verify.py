@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import platform
+import shlex
 import signal
 import subprocess
 import sys
@@ -20,10 +21,20 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from proven import box, checks, host, inputs, memory, sh, vm
+from proven import box, checks, host, inputs, memory, sh, state, vm
 from proven.errors import ProvenError
 from proven.guides import BUILD, ROOT, Guide
-from proven.report import CARRIED, FAILED, NOT_RUN, PASSED, Phase, Report, RunbookReport, now
+from proven.report import (
+    CARRIED,
+    FAILED,
+    NOT_RUN,
+    PASSED,
+    Check,
+    Phase,
+    Report,
+    RunbookReport,
+    now,
+)
 from proven.runbook import StepFailed, Target, execute, validate_parameters
 
 log = logging.getLogger("proven")
@@ -42,6 +53,7 @@ class Options:
     site: bool = True
     install: bool = True
     force: bool = False  # run every guide even when its inputs are unchanged
+    second_run: bool = True  # run each runbook again and compare the machine before and after
     step_timeout: int = int(os.environ.get("PROVEN_STEP_TIMEOUT", "1800"))
     extra: dict = field(default_factory=dict)  # parameters for every runbook, from the CLI
 
@@ -235,7 +247,49 @@ def run_guide(run: Run, guide: Guide, target: Target, opts: Options) -> bool:
         rb.outcome = PASSED if rb.checks_failed == 0 and rb.checks else FAILED
         phase.outcome = rb.outcome
         phase.detail = f"{rb.checks_passed} passed, {rb.checks_failed} failed"
+    if rb.outcome == PASSED and opts.second_run:
+        run_again(run, guide, target, opts)
     return rb.outcome == PASSED
+
+
+SECOND = "second run"  # the stage of the checks a second run adds
+
+
+def run_again(run: Run, guide: Guide, target: Target, opts: Options) -> None:
+    """Run the runbook a second time; it must pass and change nothing that matters."""
+    rb = run.report.runbook(guide.slug)
+    executed = BUILD / "executed-second" / guide.executed.name
+    with run.phase(f"second run {guide.slug}") as phase:
+        before = state.snapshot(on_vm)
+        try:
+            execute(guide.runbook, executed, rb.parameters, target, step_timeout=opts.step_timeout)
+            passed = Check("second run passes", PASSED, SECOND)
+        except StepFailed as exc:
+            passed = Check("second run passes", FAILED, SECOND, str(exc))
+        changed = state.differences(before, state.snapshot(on_vm))
+        kept = Check(
+            "second run changes no array, volume, file in /etc or package",
+            FAILED if changed else PASSED,
+            SECOND,
+            "\n".join(changed),
+        )
+        rb.checks += [passed, kept]
+        for line in changed:
+            log.error("verify: %s: the second run changed %s", guide.slug, line)
+        if FAILED in (passed.outcome, kept.outcome):
+            rb.outcome = phase.outcome = FAILED
+        phase.detail = f"{len(changed)} changes"
+
+
+def on_vm(script: str) -> str:
+    """Run ``script`` as root on the lab VM and return its output; an error if it fails."""
+    proc = vm.ssh("sudo -n bash -c " + shlex.quote(script), timeout=600)
+    if proc.returncode != 0:
+        raise ProvenError(
+            f"could not read the VM's state (exit {proc.returncode}): {proc.stderr.strip()}",
+            hint="rerun with --keep and log in to the VM to see why",
+        )
+    return proc.stdout
 
 
 def reboot_and_recheck(run: Run, ran: list[Guide], ssh_config: Path) -> None:

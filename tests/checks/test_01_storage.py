@@ -99,3 +99,12 @@ def test_fstab_mounts_them_by_uuid(host, params):
         assert re.search(
             rf"^UUID={uuid}\s+{re.escape(params['MOUNT_ROOT'] + where)}\s+ext4", fstab, re.M
         )
+
+
+def test_canary_is_intact(host, params):
+    """The drill's canary volume still holds the data written on the first run."""
+    if params.get("DRILL") != "yes":
+        pytest.skip("DRILL is not 'yes': the runbook wrote no canary")
+    result = host.run("sha256sum --check /root/canary.sha256")
+
+    assert result.rc == 0, result.stdout + result.stderr

@@ -1,0 +1,67 @@
+"""What a second run of a runbook must leave as it found it.
+
+Verify runs every runbook twice on the same VM. Around the second run it takes a snapshot of
+the machine's state that matters to the guides (arrays, volume groups and volumes, every file
+under /etc, installed packages) and lists what the second run changed. A runbook that changes
+any of it on a second run is not safe to re-run, and that is a bug in the runbook.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+
+MARK = "@@proven-state "
+SECTIONS = {
+    "arrays": "mdadm --detail --scan 2>/dev/null | sort",
+    "volume groups": "vgs --noheadings -o vg_name,pv_count,lv_count,vg_size 2>/dev/null | sort",
+    "logical volumes": "lvs --noheadings -o vg_name,lv_name,lv_size 2>/dev/null | sort",
+    "files in /etc": "find /etc -xdev -type f -print0 | sort -z | xargs -0 sha256sum",
+    "packages": "dpkg-query -W -f '${Package} ${Version}\\n' | sort",
+}
+
+
+def script() -> str:
+    """A bash script that prints every section, each after a marker line."""
+    return "\n".join(f"echo {shlex.quote(MARK + name)}\n{cmd}" for name, cmd in SECTIONS.items())
+
+
+def parse(text: str) -> dict[str, list[str]]:
+    """The script's output as section -> lines (whitespace runs folded)."""
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        if line.startswith(MARK):
+            current = sections.setdefault(line.removeprefix(MARK), [])
+        elif current is not None and line.strip():
+            current.append(" ".join(line.split()))
+    missing = set(SECTIONS) - set(sections)
+    if missing:
+        raise ValueError(f"no {', '.join(sorted(missing))} in the machine's state")
+    return sections
+
+
+def differences(before: dict[str, list[str]], after: dict[str, list[str]]) -> list[str]:
+    """What changed between two snapshots, one line each; empty when nothing did."""
+    found = []
+    for name in SECTIONS:
+        old, new = before.get(name, []), after.get(name, [])
+        if name == "files in /etc":
+            old_sums = {path: digest for digest, _, path in (x.partition(" ") for x in old)}
+            new_sums = {path: digest for digest, _, path in (x.partition(" ") for x in new)}
+            for path in sorted(old_sums.keys() | new_sums.keys()):
+                if path not in new_sums:
+                    found.append(f"{name}: {path} removed")
+                elif path not in old_sums:
+                    found.append(f"{name}: {path} created")
+                elif old_sums[path] != new_sums[path]:
+                    found.append(f"{name}: {path} changed")
+            continue
+        found += [f"{name}: gone: {x}" for x in old if x not in new]
+        found += [f"{name}: new: {x}" for x in new if x not in old]
+    return found
+
+
+def snapshot(run: Callable[[str], str]) -> dict[str, list[str]]:
+    """The state of the machine that ``run`` (a script -> its output, as root) reaches."""
+    return parse(run(script()))
