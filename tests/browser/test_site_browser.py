@@ -28,6 +28,8 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
 STORAGE = "01-storage"
+# A web-stack guide with a then-and-now tab set and pitfalls in admonitions.
+WEB_STACK = "03-apache-fcgid"
 WITH_REPORT, WITHOUT_REPORT = "with-report", "without-report"
 # Cells that are no step of the runbook: its parameters and those papermill injects.
 PLUMBING = {"parameters", "injected-parameters"}
@@ -169,7 +171,8 @@ def mkdocs_build(sources: Path, out: Path, report: Path) -> subprocess.Popen:
 @pytest.fixture(scope="module")
 def sites(tmp_path_factory) -> Path:
     """Both sites, built side by side: ``with-report/`` and ``without-report/``."""
-    assert STORAGE in {g.slug for g in GUIDES}, f"these tests read guide {STORAGE}: update them"
+    for slug in (STORAGE, WEB_STACK):
+        assert slug in {g.slug for g in GUIDES}, f"these tests read guide {slug}: update them"
     work = tmp_path_factory.mktemp("site")
     served = work / "served"
     builds = {}
@@ -281,6 +284,60 @@ def test_storage_guide_shows_its_measurements_as_plot_and_table(page, site_url, 
     plot.scroll_into_view_if_needed()
     shoot(page, artifacts, "guide-storage-measurements-dark")
     page.evaluate("localStorage.clear()")
+
+
+def test_web_stack_guide_switches_between_then_and_now(page, site_url, artifacts):
+    """The then-and-now tab set shows the original post; a click on "Now" shows today's names."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{site_url}{WITH_REPORT}/guides/{WEB_STACK}/")
+    tabs = page.locator(".tabbed-set", has=page.locator("label", has_text="Then")).first
+    then_tab, now_tab = tabs.locator(".tabbed-block").nth(0), tabs.locator(".tabbed-block").nth(1)
+
+    expect(tabs).to_be_visible()
+    labels = [t.strip() for t in tabs.locator(".tabbed-labels label").all_inner_texts()]
+    assert labels == ["Then (the original post)", "Now (Debian 12)"]
+    expect(then_tab).to_be_visible()
+    expect(now_tab).to_be_hidden()
+    shoot(page, artifacts, "guide-web-stack-then")
+    tabs.locator(".tabbed-labels label").nth(1).click()
+    expect(now_tab).to_be_visible()
+    expect(then_tab).to_be_hidden()
+    expect(now_tab.locator("table")).to_contain_text("MaxRequestWorkers")
+    page.wait_for_timeout(400)  # material slides the tab's underline over: let it arrive
+    shoot(page, artifacts, "guide-web-stack-now")
+    # content.tabs.link remembers the chosen tab for the whole site: forget it again.
+    page.evaluate("localStorage.clear()")
+
+
+def test_web_stack_guide_shows_pitfalls_as_styled_admonitions(page, site_url, artifacts):
+    """A pitfall is a warning admonition with its title, in material's warning colour."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{site_url}{WITH_REPORT}/guides/{WEB_STACK}/")
+    warning = page.locator(".admonition.warning", has_text="No Apache PHP module")
+
+    expect(warning).to_be_visible()
+    expect(warning.locator(".admonition-title")).to_have_text("No Apache PHP module")
+    expect(warning).to_contain_text("libapache2-mod-php8.2")
+    # Material draws a warning's border in its orange; unstyled, it would have no border.
+    assert warning.evaluate("e => getComputedStyle(e).borderLeftColor") == "rgb(255, 145, 0)"
+    warning.scroll_into_view_if_needed()
+    shoot(page, artifacts, "guide-web-stack-admonition")
+
+
+def test_search_finds_text_inside_a_tab(page, site_url):
+    """Text that lives only in a then-and-now tab is found by the site's search."""
+    page.goto(f"{site_url}{WITH_REPORT}/")
+
+    page.locator("input.md-search__input").click()
+    page.keyboard.type("starved", delay=20)
+    # search.highlight puts ?h=... between the page and the section's anchor.
+    link = f'a[href*="guides/{WEB_STACK}/"][href$="#then-and-now"]'
+    hit = page.locator(f".md-search-result__item {link}").first
+    hit.wait_for()
+
+    assert "starved" in hit.inner_text().lower()
 
 
 def test_storage_guide_without_a_report_says_not_verified(page, site_url, artifacts):
