@@ -108,10 +108,6 @@ def split(source: str) -> list[tuple[bool, str]]:
     return [(is_block, "\n".join(lines).strip("\n")) for is_block, lines in pieces]
 
 
-def has_blocks(source: str) -> bool:
-    return any(is_block for is_block, _ in split(source))
-
-
 def render(blocks: Sequence[str], settings: Settings) -> list[str]:
     """Each of ``blocks`` as HTML, rendered in one Python-Markdown run with ``settings``."""
     try:
