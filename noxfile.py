@@ -63,9 +63,12 @@ def serve(session: nox.Session) -> None:
     )
 
 
-# Shortcoming: no `lab` session yet that brings up the VM and a JupyterLab on 127.0.0.1 with
-# the kernel pointed at it (issue 8); `proven verify --keep` then `proven run GUIDE` covers
-# stepping through a guide on the lab from the command line meanwhile.
+@nox.session(python=PYTHON)
+def lab(session: nox.Session) -> None:
+    """A lab VM and JupyterLab on 127.0.0.1 to run the runbooks cell by cell (needs root)."""
+    install(session, "lab")
+    # Ctrl-C reaches `proven lab` as well; nox must wait for its teardown, not kill it.
+    session.run("proven", "lab", *session.posargs, interrupt_timeout=None)
 
 
 @nox.session(python=PYTHON)

@@ -139,6 +139,24 @@ def cmd_run(args) -> int:
     return 0 if result.outcome == "passed" else 1
 
 
+def cmd_lab(args) -> int:
+    from proven import guides, lab
+
+    if args.stop:
+        return lab.stop()
+    selected = [guides.from_path(Path(p)) for p in args.runbook]
+    if args.guides or not selected:
+        selected += guides.with_needs(args.guides) if args.guides else list(guides.GUIDES)
+    opts = lab.Options(
+        guides=selected,
+        target=args.target,
+        disks=args.disks,
+        install=not args.no_install,
+        extra=parse_parameters(args.param),
+    )
+    return lab.start(opts)
+
+
 def cmd_fcgid(args) -> int:
     from proven import fcgid
 
@@ -222,6 +240,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plan", action="store_true", help="print every step's commands; run nothing")
     p.add_argument("--executed", metavar="PATH", help="where to save the executed notebook")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "lab", help="a lab VM and a JupyterLab on 127.0.0.1 to run the runbooks cell by cell"
+    )
+    p.add_argument("guides", nargs="*", help="guide slugs or numbers to open (default: all)")
+    p.add_argument("--runbook", action="append", default=[], metavar="PATH", help="also this one")
+    p.add_argument(
+        "--target",
+        default="lab",
+        help="lab (default: a fresh lab VM), local, or ssh://[user@]host[:port]",
+    )
+    p.add_argument("--disks", type=int, choices=(2, 4), default=2, help="blank extra disks")
+    p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--no-install", action="store_true", help="do not install host packages")
+    p.add_argument("--stop", action="store_true", help="tear down the running lab")
+    p.set_defaults(func=cmd_lab)
 
     p = sub.add_parser("fcgid-rewrite", help="rewrite old mod_fcgid/MPM directive names to today's")
     p.add_argument("file", help="an Apache configuration file, or - for standard input")
