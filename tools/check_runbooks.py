@@ -1,12 +1,17 @@
-"""Fail when a runbook carries outputs or lacks exactly one `parameters` cell."""
+"""Fail when a runbook carries outputs, lacks exactly one `parameters` cell, or pipes into
+`grep -q`: steps run under `set -o pipefail`, and grep -q leaving at its first match can kill
+the command before it with SIGPIPE, which fails the pipeline although the text was found.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+PIPED_QUIET_GREP = re.compile(r"(?<!\|)\|\s*grep\s+(-\w*q\w*|--quiet)\b")
 
 
 def problems(path: Path) -> list[str]:
@@ -18,6 +23,13 @@ def problems(path: Path) -> list[str]:
         found.append(f"has {len(tagged)} cells tagged 'parameters', needs exactly one")
     if any(c.get("outputs") or c.get("execution_count") for c in code):
         found.append("carries outputs: clear them (executed copies belong in build/)")
+    for number, cell in enumerate(code, 1):
+        for line in "".join(cell["source"]).splitlines():
+            if PIPED_QUIET_GREP.search(line):
+                found.append(
+                    f"code cell {number} pipes into grep -q (SIGPIPE under pipefail): "
+                    f"use grep ... > /dev/null: {line.strip()}"
+                )
     return found
 
 

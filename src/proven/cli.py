@@ -49,6 +49,7 @@ def cmd_verify(args) -> int:
         site=not args.no_site,
         install=not args.no_install,
         force=args.force,
+        second_run=not args.no_second_run,
         extra=parse_parameters(args.param),
     )
     return verify.verify(opts)
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["funambol-check"]:
         from proven import funambol
 
-        return funambol.main(argv[1:])
+        return funambol.main(argv[1:], prog="proven funambol-check")
     parser = argparse.ArgumentParser(prog="proven", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log every command")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -201,6 +202,12 @@ def main(argv: list[str] | None = None) -> int:
         help="parameter passed to every runbook",
     )
     p.add_argument("--no-site", action="store_true", help="skip building the site")
+    p.add_argument(
+        "--no-second-run",
+        action="store_true",
+        help="run each runbook once (quicker while writing one; a verify for the site runs "
+        "each twice and compares the machine before and after)",
+    )
     p.add_argument(
         "--force",
         action="store_true",

@@ -58,6 +58,7 @@ SPEC = {
 # Lines the cell script prints for the kernel (and the reader) to see why a step failed.
 REASON = re.compile(r"^runbook: (.*)$", re.MULTILINE)
 TIMEOUT_STATUS = (124, 137)  # timeout(1): the limit expired; 137 when it needed SIGKILL
+SSH_LOST = 255  # ssh exits with this when the connection fails or drops
 
 # A word of a simple assignment's value: quotes, escapes, $VAR and arithmetic $(( )), but no
 # command substitution, so a definition cell can be evaluated anywhere without running anything.
@@ -354,7 +355,13 @@ class ProvenShellKernel(Kernel):
         if self._stopped == "interrupt":
             return "step interrupted"
         reasons = REASON.findall(output)
-        return reasons[-1] if reasons else f"exit status {rc}"
+        if reasons:
+            return reasons[-1]
+        if rc == SSH_LOST and self.settings.target == "ssh":
+            # ssh's own failure status, with no reason line from the step's trap: the step
+            # did not end by itself, its connection did.
+            return "the SSH connection to the target was lost during the step (ssh exit 255)"
+        return f"exit status {rc}"
 
     def _ok(self) -> dict:
         return {

@@ -7,7 +7,16 @@ import re
 import pytest
 from pipeline_helpers import FIXTURES, ROOT, lab_leftovers, proven, report
 
-LAB = ("-p", "DISKS=/dev/vdb /dev/vdc")
+LAB = ("-p", "DISKS=/dev/vdb /dev/vdc", "-p", "DRILL=yes")
+
+
+def on_vm(command: str) -> str:
+    """Run ``command`` on the kept lab VM; its output, or the test fails."""
+    from proven import vm
+
+    proc = vm.ssh(command, timeout=600)
+    assert proc.returncode == 0, f"{command}: {proc.stdout}{proc.stderr}"
+    return proc.stdout
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +36,7 @@ def test_storage_guide_passes_with_its_checks(storage_run):
     assert rb["slug"] == "01-storage" and rb["outcome"] == "passed"
     assert rb["steps"] > 0 and rb["steps_run"] == rb["steps"]
     assert rb["checks_failed"] == 0 and rb["checks_passed"] >= 10
-    assert {c["stage"] for c in rb["checks"]} == {"after runbook", "after reboot"}
+    assert {c["stage"] for c in rb["checks"]} == {"after runbook", "second run", "after reboot"}
 
 
 def test_summary_prints_every_phase_with_timings(storage_run):
@@ -76,10 +85,34 @@ def test_second_run_through_proven_run_passes_and_checks_agree(storage_run):
     after = proven("check", "tests/checks/test_01_storage.py", *LAB)
 
     assert proc.returncode == 0, proc.stdout[-3000:]
-    assert "runbook 01-storage: passed, 11/11 steps" in proc.stdout
+    assert "runbook 01-storage: passed, 14/14 steps" in proc.stdout
     assert "already holds this guide's arrays" in proc.stdout
     assert before.returncode == after.returncode == 0
     assert before.stdout.count("passed ") == after.stdout.count("passed ") >= 12
+
+
+def test_checks_see_a_degraded_array(storage_run):
+    """With a member of md2 failed and removed, the storage checks fail and name md2."""
+    on_vm("sudo mdadm /dev/md2 --fail /dev/vdc3 && sudo mdadm /dev/md2 --remove /dev/vdc3")
+    proc = proven("check", "tests/checks/test_01_storage.py", *LAB)
+
+    assert proc.returncode != 0
+    assert "/dev/md2 state is 'clean, degraded'" in proc.stdout
+
+
+def test_degraded_data_array_comes_back_after_a_reboot(storage_run):
+    """Debian 12 starts md2 degraded at boot, keeps vg0, and the re-added member resyncs."""
+    from proven import vm
+
+    vm.reboot()
+    mdstat = on_vm("cat /proc/mdstat")
+    assert re.search(r"^md2 : active.* raid1 vdb3\[0\]\n.*\[2/1\] \[U_\]", mdstat, re.M), mdstat
+    assert "vg0" in on_vm("sudo vgs --noheadings -o vg_name")
+    assert on_vm("findmnt -n -o SOURCE /mnt/target").strip() == "/dev/md1"
+
+    on_vm("sudo mdadm /dev/md2 --add /dev/vdc3 && sudo mdadm --wait /dev/md2 || true")
+    proc = proven("check", "tests/checks/test_01_storage.py", *LAB)
+    assert proc.returncode == 0, proc.stdout
 
 
 def test_failing_step_fails_verify_and_leaves_nothing_behind(storage_run):

@@ -1,0 +1,97 @@
+"""Faults that need a real VM: each ends non-zero, with one clear message, and nothing left.
+
+No VM, volume or daemon may outlive a failed run: every test ends by asking libvirt.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from pipeline_helpers import FIXTURES, ROOT, lab_leftovers, proven, report
+
+
+def no_passed(proc) -> None:
+    """Nothing in the summary or the report claims a pass for the run."""
+    assert "verify passed" not in proc.stdout
+    assert report()["outcome"] == "failed"
+
+
+def test_vm_not_booting_in_time_fails_the_vm_phase(monkeypatch):
+    """A boot timeout stops verify in 'VM up', says what to do, and leaves no domain."""
+    monkeypatch.setenv("PROVEN_BOOT_TIMEOUT", "2")
+    proc = proven("verify", "--runbook", str(FIXTURES / "90-fails-midway.ipynb"), "--no-site")
+
+    assert proc.returncode != 0
+    assert "VM up" in proc.stdout and "failed" in proc.stdout
+    assert "next:" in proc.stdout
+    no_passed(proc)
+    assert lab_leftovers() == ([], [])
+
+
+def test_ssh_connection_lost_mid_step_is_named():
+    """sshd ending the session mid-step fails that step with 'connection was lost'."""
+    proc = proven("verify", "--runbook", str(FIXTURES / "92-drops-ssh.ipynb"), "--no-site")
+
+    assert proc.returncode != 0
+    assert "92-drops-ssh" in proc.stdout and "step 2" in proc.stdout
+    assert "SSH connection to the target was lost" in proc.stdout
+    assert "after the cut" not in proc.stdout
+    no_passed(proc)
+    assert lab_leftovers() == ([], [])
+
+
+def test_ctrl_c_during_a_step_stops_and_cleans_up():
+    """SIGINT while a step runs: verify stops, says it was interrupted, destroys the VM."""
+    verify = subprocess.Popen(
+        [sys.executable, "-m", "proven", "verify", "--runbook", str(FIXTURES / "93-hangs.ipynb")]
+        + ["--no-site"],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    seen = []
+    deadline = time.monotonic() + 1200
+    for line in verify.stdout:
+        seen.append(line)
+        if "step 1/1 Wait" in line:
+            time.sleep(5)  # well inside `sleep 900` on the VM
+            os.kill(verify.pid, signal.SIGINT)
+            break
+        assert time.monotonic() < deadline, "the hanging step never started"
+    seen += verify.stdout.readlines()
+    rc = verify.wait(timeout=600)
+    out = "".join(seen)
+    print(out)
+
+    assert rc != 0
+    assert "interrupted" in out
+    assert "done" not in out.split("step 1/1 Wait", 1)[1]
+    assert report()["outcome"] == "failed"
+    assert lab_leftovers() == ([], [])
+
+
+def test_disk_holding_data_is_refused_without_wipe():
+    """A filesystem on /dev/vdb stops the storage runbook at its disk check, untouched."""
+    proc = proven(
+        "verify",
+        "--runbook",
+        str(FIXTURES / "94-disk-with-data.ipynb"),
+        "01-storage",
+        "--no-site",
+        "--force",
+    )
+    storage = next(r for r in report()["runbooks"] if r["slug"] == "01-storage")
+
+    assert proc.returncode != 0
+    assert storage["outcome"] == "failed"
+    assert storage["failed_step"].startswith("3 ")
+    assert "/dev/vdb holds data" in proc.stdout
+    assert "set WIPE='yes' to erase it" in proc.stdout
+    assert report()["outcome"] == "failed"
+    assert lab_leftovers() == ([], [])
