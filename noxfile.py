@@ -34,6 +34,13 @@ def benchmark(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def savings(session: nox.Session) -> None:
+    """Time the storage guide with each speed saving of the lab undone in turn (~25 min)."""
+    install(session)
+    session.run("python", "tools/savings.py")
+
+
+@nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Every test: unit tests, then the real pipeline on real VMs (slow, needs root)."""
     install(session, "docs,browser")
