@@ -89,3 +89,17 @@ def test_post_of_200_kb_reaches_php(host):
     )
 
     assert cmd.stdout.split() == ["received=204800", "200"], cmd.stdout + cmd.stderr
+
+
+def test_directory_without_index_is_not_listed(host):
+    """A directory with no index page answers 403, not a list of its files."""
+    status = host.check_output("curl -s -o /dev/null -w '%%{http_code}' http://localhost/check/")
+
+    assert status == "403"
+
+
+def test_php_page_never_sends_its_source(host):
+    """The PHP page answers with what it prints; its code never leaves the server."""
+    page = host.check_output("curl -s %s", WHOAMI)
+
+    assert "<?php" not in page and page.startswith("sapi=")

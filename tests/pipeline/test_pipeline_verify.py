@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 
 import pytest
 from pipeline_helpers import FIXTURES, ROOT, lab_leftovers, proven, report
@@ -113,6 +114,20 @@ def test_degraded_data_array_comes_back_after_a_reboot(storage_run):
     on_vm("sudo mdadm /dev/md2 --add /dev/vdc3 && sudo mdadm --wait /dev/md2 || true")
     proc = proven("check", "tests/checks/test_01_storage.py", *LAB)
     assert proc.returncode == 0, proc.stdout
+
+
+def test_nothing_of_the_lab_listens_outside_loopback(storage_run):
+    """With the VM up, no lab process listens on this machine's own network addresses."""
+    ours = ("qemu-system", "libvirtd", "virtlogd", "vagrant", "jupyter", "ruby", "python")
+    out = subprocess.run(["ss", "-Hltunp"], capture_output=True, text=True, check=True).stdout
+    exposed = [
+        line
+        for line in out.splitlines()
+        if any(name in line for name in ours)
+        and not re.search(r"\s(127\.0\.0\.1|\[::1\]):\d+\s", line)
+    ]
+
+    assert exposed == []
 
 
 def test_failing_step_fails_verify_and_leaves_nothing_behind(storage_run):
