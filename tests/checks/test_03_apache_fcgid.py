@@ -93,7 +93,9 @@ def test_post_of_200_kb_reaches_php(host):
 
 def test_directory_without_index_is_not_listed(host):
     """A directory with no index page answers 403, not a list of its files."""
-    status = host.check_output("curl -s -o /dev/null -w '%%{http_code}' http://localhost/check/")
+    status = host.check_output(
+        "curl -s -o /dev/null -w '%%{http_code}' %s", "http://localhost/check/"
+    )
 
     assert status == "403"
 
