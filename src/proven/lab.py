@@ -94,6 +94,7 @@ class State:
 
 def start(opts: Options) -> int:
     """Bring the lab up, wait in the foreground until it is told to stop, then tear it down."""
+    values = lab_values(opts)  # a misspelt -p stops the lab before a VM boots for it
     previous = State.load()
     if previous and is_lab_process(previous.pid):
         raise LabError(
@@ -111,7 +112,7 @@ def start(opts: Options) -> int:
     status, failed = 130, False  # 130: interrupted before the lab was up
     try:
         target = bring_up(opts, state)
-        notebooks = write_notebooks(opts.guides, lab_values(opts))
+        notebooks = write_notebooks(opts.guides, values)
         jupyter = start_jupyter(target, state)
         print_address(state, notebooks, time.monotonic() - started)
         status = 0  # from here on, Ctrl-C and --stop are the normal way out
@@ -312,6 +313,10 @@ def stop() -> int:
         log.info("lab: no lab is running")
         return 0
     if state.pid != os.getpid() and is_lab_process(state.pid):
+        # Shortcoming: while the VM boots, SIGTERM reaches the lab's process but not the
+        # `vagrant up` it waits for (Ctrl-C in the lab's terminal reaches both); teardown
+        # then relies on vm.destroy clearing the domain through libvirt. Passing the stop
+        # on to vagrant needs its PID, which python-vagrant keeps to itself.
         log.info("lab: asking the lab (pid %d) to tear itself down", state.pid)
         os.kill(state.pid, signal.SIGTERM)
         if wait_for_exit(state.pid, STOP_TIMEOUT) and not STATE.exists():
