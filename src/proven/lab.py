@@ -129,6 +129,7 @@ def start(opts: Options) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, signal.SIG_IGN)
         try:
+            settle_children(exclude=state.jupyter_pid)
             teardown(state)
         except Exception as exc:
             if not failed:
@@ -306,6 +307,46 @@ def print_address(state: State, notebooks: list[Path], seconds: float) -> None:
     )
 
 
+def settle_children(exclude: int = 0, timeout: float = 120) -> None:
+    """Let this process's children (vagrant while the VM boots) finish before the teardown.
+
+    Ctrl-C in the terminal reaches them too, and vagrant winds its action down on it; a
+    --stop (SIGTERM) reaches only this process, so it is passed on to them as SIGINT. A
+    second SIGINT would make vagrant quit without cleaning up, hence not after a Ctrl-C.
+    """
+    children = [pid for pid in child_pids() if pid != exclude]
+    if not children:
+        return
+    if signal.SIGINT not in _received:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGINT)
+    log.info("lab: waiting for %s to stop", ", ".join(_name(pid) for pid in children))
+    for pid in children:
+        if not wait_for_exit(pid, timeout):
+            log.warning("lab: %s did not stop within %.0f s; ending it", _name(pid), timeout)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+
+def child_pids() -> list[int]:
+    """Live child processes of this process."""
+    me, found = os.getpid(), []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == me and fields[0] != "Z":
+                    found.append(int(entry.name))
+    return found
+
+
+def _name(pid: int) -> str:
+    argv = [a.decode(errors="replace") for a in _argv(pid) if a]
+    words = [Path(a).name for a in argv[:3]]
+    return f"{' '.join(words) or 'pid'} ({pid})"
+
+
 def stop() -> int:
     """Tear down the running lab: ask its process, or undo what a killed one left."""
     state = State.load()
@@ -313,10 +354,6 @@ def stop() -> int:
         log.info("lab: no lab is running")
         return 0
     if state.pid != os.getpid() and is_lab_process(state.pid):
-        # Shortcoming: while the VM boots, SIGTERM reaches the lab's process but not the
-        # `vagrant up` it waits for (Ctrl-C in the lab's terminal reaches both); teardown
-        # then relies on vm.destroy clearing the domain through libvirt. Passing the stop
-        # on to vagrant needs its PID, which python-vagrant keeps to itself.
         log.info("lab: asking the lab (pid %d) to tear itself down", state.pid)
         os.kill(state.pid, signal.SIGTERM)
         if wait_for_exit(state.pid, STOP_TIMEOUT) and not STATE.exists():
@@ -413,5 +450,9 @@ def rel(path: Path) -> Path:
     return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
 
 
+_received: list[int] = []  # the signals that stopped this lab
+
+
 def _interrupt(signum, frame):
+    _received.append(signum)
     raise KeyboardInterrupt
