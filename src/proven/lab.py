@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -103,9 +104,11 @@ def start(opts: Options) -> int:
         )
     if previous:
         log.info("lab: clearing what an earlier lab (pid %d) left", previous.pid)
-        teardown(previous)
+        # Its daemons are about to be needed again: this lab takes them over instead.
+        teardown(previous, stop_host=False)
 
     state = State(pid=os.getpid(), target=opts.target)
+    state.started_host = bool(previous and previous.started_host)
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
     started = time.monotonic()
@@ -154,7 +157,7 @@ def bring_up(opts: Options, state: State) -> Target:
         return target
 
     # Stopped only if the lab starts them: a verify or another lab may be using running ones.
-    state.started_host = host.running_pid("libvirtd") is None
+    state.started_host = state.started_host or host.running_pid("libvirtd") is None
     state.save()
     log.info("== host")
     host.prepare(install=opts.install)
@@ -197,6 +200,10 @@ def write_notebooks(guides: list[Guide], values: dict[str, dict]) -> list[Path]:
     Run top to bottom in the lab, a copy does what verify does with the same values.
     """
     LAB_DIR.mkdir(parents=True, exist_ok=True)
+    # Copies left by an earlier lab may carry another target's values: none must stay.
+    for old in LAB_DIR.glob("*.ipynb"):
+        old.unlink()
+    shutil.rmtree(LAB_DIR / ".ipynb_checkpoints", ignore_errors=True)
     written = []
     for guide in guides:
         nb = load_notebook_node(str(guide.runbook))  # as papermill reads it before injecting
@@ -364,12 +371,12 @@ def stop() -> int:
     return 0
 
 
-def teardown(state: State) -> None:
+def teardown(state: State, stop_host: bool = True) -> None:
     """Stop what ``state`` says the lab started, newest first, and forget it."""
     stop_jupyter(state.jupyter_pid)
     if state.vm:
         vm.destroy(state.vm_env or None)
-    if state.started_host:
+    if state.started_host and stop_host:
         # Only daemons the lab itself started, and the namespace it made for them.
         host.teardown()
     STATE.unlink(missing_ok=True)

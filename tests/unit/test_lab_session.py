@@ -42,6 +42,17 @@ def test_copy_carries_the_lab_values_right_after_the_parameters_cell(lab_dir):
     assert STORAGE.runbook.read_text() == before
 
 
+def test_copies_of_an_earlier_lab_are_removed(lab_dir):
+    """Only this lab's runbooks are offered: a copy made for another target does not stay."""
+    lab_dir.mkdir()
+    (lab_dir / "03-apache-fcgid.ipynb").write_text("{}")
+    (lab_dir / ".ipynb_checkpoints").mkdir()
+
+    lab.write_notebooks([STORAGE], {"01-storage": {}})
+
+    assert sorted(p.name for p in lab_dir.iterdir()) == ["01-storage.ipynb"]
+
+
 def test_other_targets_start_from_the_runbooks_own_defaults():
     """Lab values fit the lab VM only: a local lab injects nothing of them."""
     values = lab.lab_values(lab.Options(guides=[STORAGE, APACHE], target="local"))
