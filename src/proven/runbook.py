@@ -168,6 +168,10 @@ def execute(
             ) from err
         except KeyboardInterrupt:
             _keep(nb, executed)
+            # nbclient's cell task ends with the interrupted step's error after we stopped
+            # waiting for it; asyncio would print that as a traceback at exit. The line below
+            # is the message that counts.
+            logging.getLogger("asyncio").setLevel(logging.CRITICAL)
             log.error("runbook %s: interrupted in step %s", name, progress.step_label())
             raise
     _keep(nb, executed)

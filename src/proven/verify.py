@@ -75,6 +75,8 @@ class Run:
             yield entry
         except BaseException as exc:
             entry.outcome = FAILED
+            if isinstance(exc, KeyboardInterrupt):
+                entry.detail = "interrupted (Ctrl-C or SIGTERM)"
             entry.detail = entry.detail or (str(exc).splitlines() or [type(exc).__name__])[0]
             raise
         else:
@@ -132,6 +134,9 @@ def verify(opts: Options) -> int:
             reboot_and_recheck(run, to_run, ssh_config)
     except KeyboardInterrupt:
         report.error = "interrupted (Ctrl-C or SIGTERM)"
+        for rb in report.runbooks:  # the one that was running when the interrupt came
+            if rb.executed_notebook and rb.outcome == NOT_RUN:
+                rb.outcome, rb.error = FAILED, report.error
         log.error("verify: interrupted; cleaning up")
     except ProvenError as exc:
         report.error = str(exc)

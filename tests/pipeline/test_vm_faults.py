@@ -71,8 +71,10 @@ def test_ctrl_c_during_a_step_stops_and_cleans_up():
 
     assert rc != 0
     assert "interrupted" in out
-    assert "done" not in out.split("step 1/1 Wait", 1)[1]
+    assert "done" not in [line.strip() for line in out.splitlines()]  # the step's last echo
+    assert "Traceback" not in out
     assert report()["outcome"] == "failed"
+    assert report()["runbooks"][0]["outcome"] == "failed"
     assert lab_leftovers() == ([], [])
 
 
