@@ -22,7 +22,8 @@ def install(session: nox.Session, extras: str = "docs") -> None:
 def verify(session: nox.Session) -> None:
     """Prove the guides on a fresh lab VM, check it, and build the site (needs root)."""
     install(session)
-    session.run("proven", "verify", *session.posargs)
+    # Ctrl-C: wait for verify to destroy the VM (nox would kill it after half a second).
+    session.run("proven", "verify", *session.posargs, interrupt_timeout=None)
 
 
 @nox.session(python=PYTHON)

@@ -34,7 +34,7 @@ from papermill.parameterize import parameterize_notebook
 from proven import box, host, kernel, targets, vm
 from proven.errors import ProvenError
 from proven.guides import BUILD, ROOT, Guide
-from proven.runbook import Target, defaults, validate_parameters
+from proven.runbook import Target, defaults, ship, validate_parameters
 
 log = logging.getLogger("proven")
 
@@ -116,6 +116,8 @@ def start(opts: Options) -> int:
     try:
         target = bring_up(opts, state)
         notebooks = write_notebooks(opts.guides, values)
+        for guide in opts.guides:  # what verify copies before step 1 (the Funambol checker)
+            ship(guide.runbook, target)
         jupyter = start_jupyter(target, state)
         print_address(state, notebooks, time.monotonic() - started)
         status = 0  # from here on, Ctrl-C and --stop are the normal way out
