@@ -88,7 +88,7 @@ GUIDES = (
         slug="06-funambol",
         title="Fix Funambol's sync failure: the server URI must match the clients'",
         # No Funambol server to install: the runbook writes the post's misconfiguration first.
-        lab_parameters={"EXAMPLE": "yes"},
+        lab_parameters={"EXAMPLE": "yes", "CLIENT_URL": "http://sync.example.org:8080/funambol/ds"},
     ),
 )
 

@@ -2,8 +2,9 @@
 
 Verify runs every runbook twice on the same VM. Around the second run it takes a snapshot of
 the machine's state that matters to the guides (arrays, volume groups and volumes, every file
-under /etc, installed packages) and lists what the second run changed. A runbook that changes
-any of it on a second run is not safe to re-run, and that is a bug in the runbook.
+under /etc and /opt, installed packages) and lists what the second run changed. A runbook
+that changes any of it on a second run is not safe to re-run, and that is a bug in the
+runbook.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ SECTIONS = {
     "arrays": "mdadm --detail --scan 2>/dev/null | sort",
     "volume groups": "vgs --noheadings -o vg_name,pv_count,lv_count,vg_size 2>/dev/null | sort",
     "logical volumes": "lvs --noheadings -o vg_name,lv_name,lv_size 2>/dev/null | sort",
-    "files in /etc": "find /etc -xdev -type f -print0 | sort -z | xargs -0 sha256sum",
+    # /opt: where software from outside Debian lives (the Funambol guide's server); the lab
+    # box's own package repository there is left out.
+    "files": "find /etc /opt -xdev -path /opt/proven-repo -prune -o -type f -print0"
+    " | sort -z | xargs -0 -r sha256sum",
     "packages": "dpkg-query -W -f '${Package} ${Version}\\n' | sort",
 }
 
@@ -46,7 +50,7 @@ def differences(before: dict[str, list[str]], after: dict[str, list[str]]) -> li
     found = []
     for name in SECTIONS:
         old, new = before.get(name, []), after.get(name, [])
-        if name == "files in /etc":
+        if name == "files":
             old_sums = {path: digest for digest, _, path in (x.partition(" ") for x in old)}
             new_sums = {path: digest for digest, _, path in (x.partition(" ") for x in new)}
             for path in sorted(old_sums.keys() | new_sums.keys()):
