@@ -38,7 +38,7 @@ def benchmark(session: nox.Session) -> None:
 def savings(session: nox.Session) -> None:
     """Time the storage guide with each speed saving of the lab undone in turn (~25 min)."""
     install(session)
-    session.run("python", "tools/savings.py")
+    session.run("python", "tools/savings.py", *session.posargs)
 
 
 @nox.session(python=PYTHON)

@@ -6,7 +6,8 @@ The storage guide is the one dominated by what the savings target: package confi
 saving undone, either through the Vagrantfile's environment or by a small runbook in
 tools/savings/ that runs before the guide. Writes build/savings.json and prints a table.
 
-Takes about five minutes a variant here (TCG, 2 cores). Run it with `nox -s savings`.
+Takes about five minutes a variant here (TCG, 2 cores). Run it with `nox -s savings`, or
+`python tools/savings.py 1 3` for the baseline and the third variant only.
 """
 
 from __future__ import annotations
@@ -48,12 +49,14 @@ def measure(env: dict[str, str], undo: str | None) -> dict:
     }
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    """Run every variant, or those whose numbers (1 = baseline) are given."""
+    chosen = [VARIANTS[int(n) - 1] for n in argv] if argv else VARIANTS
     results = []
-    for name, env, undo in VARIANTS:
+    for name, env, undo in chosen:
         print(f"== {name}", flush=True)
         results.append({"variant": name, "env": env, "undo": undo, **measure(env, undo)})
-    base = results[0]["storage_s"] or 0
+    base = results[0]["storage_s"] if chosen[0] is VARIANTS[0] else None
     print(f"\n{'variant':<40} {'VM up s':>8} {'storage s':>10} {'vs baseline':>12}")
     for r in results:
         delta = f"{r['storage_s'] - base:+.1f}" if r["storage_s"] and base else "-"
@@ -68,4 +71,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
