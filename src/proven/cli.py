@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -36,14 +37,21 @@ def parse_parameters(pairs: list[str]) -> dict[str, str]:
     return values
 
 
-def cmd_verify(args) -> int:
-    from proven import guides, verify
+def selected_guides(args) -> list:
+    """The runbooks given by path, then the guides named (with what they need), or all."""
+    from proven import guides
 
     selected = [guides.from_path(Path(p)) for p in args.runbook]
     if args.guides or not selected:
         selected += guides.with_needs(args.guides) if args.guides else list(guides.GUIDES)
+    return selected
+
+
+def cmd_verify(args) -> int:
+    from proven import verify
+
     opts = verify.Options(
-        guides=selected,
+        guides=selected_guides(args),
         keep=args.keep,
         disks=args.disks,
         site=not args.no_site,
@@ -141,15 +149,12 @@ def cmd_run(args) -> int:
 
 
 def cmd_lab(args) -> int:
-    from proven import guides, lab
+    from proven import lab
 
     if args.stop:
         return lab.stop()
-    selected = [guides.from_path(Path(p)) for p in args.runbook]
-    if args.guides or not selected:
-        selected += guides.with_needs(args.guides) if args.guides else list(guides.GUIDES)
     opts = lab.Options(
-        guides=selected,
+        guides=selected_guides(args),
         target=args.target,
         disks=args.disks,
         install=not args.no_install,
@@ -285,6 +290,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130
+    except BrokenPipeError:
+        # The reader went away (`proven run 01 --plan | head`): nothing left to say. Point
+        # stdout at /dev/null so the interpreter's final flush does not complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":
