@@ -6,6 +6,9 @@ The storage guide is the one dominated by what the savings target: package confi
 saving undone, either through the Vagrantfile's environment or by a small runbook in
 tools/savings/ that runs before the guide. Writes build/savings.json and prints a table.
 
+Not measured: a VM snapshot after the base packages for development runs (not built; it
+would skip the package installs the storage and KVM guides start with, about 2 and 4 min).
+
 Takes about five minutes a variant here (TCG, 2 cores). Run it with `nox -s savings`, or
 `python tools/savings.py 1 3` for the baseline and the third variant only.
 """

@@ -583,6 +583,9 @@ def _fill(code: str, values: dict[str, str]) -> str:
     """``code`` with $NAME and ${NAME} of the given names replaced, as bash would expand them.
 
     For display only: single-quoted text and comments are left alone; heredocs are not parsed.
+    Shortcoming: expansions with an operator (``${NAME:+...}``, ``${NAME:-...}``) are shown as
+    written, so a plan line holding one is not ready to paste; evaluating them with the
+    restricted bash that _derive uses would lift it.
     """
     out, pos, in_double = [], 0, False
     while match := _SHELL_TOKEN.search(code, pos):
