@@ -63,6 +63,8 @@ def start_lab(*args: str, timeout: float = 1200) -> Lab:
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        # As from a terminal: a test run in the background would hand SIGINT on ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lab = Lab(proc)
     found = threading.Event()

@@ -54,6 +54,8 @@ def test_ctrl_c_during_a_step_stops_and_cleans_up():
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
+        # As from a terminal: a test run in the background would hand SIGINT on ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     seen = []
     deadline = time.monotonic() + 1200
