@@ -181,7 +181,13 @@ def test_ctrl_c_stops_the_step_writes_the_notebook_and_reraises(tmp_path):
         f"p = pathlib.Path({str(path)!r})\n"
         "r.execute(p, p.parent / 'build' / p.name, {}, r.Target('local', sudo=False))\n"
     )
-    runner = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    runner = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stderr=subprocess.PIPE,
+        text=True,
+        # As from a terminal: a test run in the background would hand SIGINT on ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 20
     while not started.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
