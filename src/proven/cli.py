@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -279,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
+    # Started in the background by a non-interactive shell, SIGINT arrives ignored, and
+    # Ctrl-C (or kill -INT) would not stop verify, lab or run and clean up: take it over.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return args.func(args)
     except ProvenError as exc:

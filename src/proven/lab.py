@@ -111,8 +111,6 @@ def start(opts: Options) -> int:
     state.started_host = bool(previous and previous.started_host)
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
-    # Ctrl-C must stop the lab even when it was started with SIGINT ignored (see verify).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     started = time.monotonic()
     status, failed = 130, False  # 130: interrupted before the lab was up
     try:

@@ -34,11 +34,11 @@ from papermill.translators import papermill_translators
 
 from proven import kernel
 from proven.errors import ProvenError
+from proven.guides import ROOT
 
 log = logging.getLogger("proven")
 
 STARTUP = Path(__file__).parent / "ipython_startup"
-PROJECT = Path(__file__).resolve().parents[2]  # where a runbook's shipped files are found
 OUTPUT_LINES = 40  # of a failed step's output, kept in the error
 PARAMETER_TAGS = {"parameters", "injected-parameters"}
 LEVEL = {"passed": logging.INFO, "failed": logging.ERROR}
@@ -209,7 +209,7 @@ def plan(runbook: Path, parameters: dict) -> str:
     shipped = shipped_files(runbook)
     if shipped:
         lines.append("before step 1, copied onto the target (mode 0755)")
-        lines.extend(f"  {source.relative_to(PROJECT)} -> {dest}" for dest, source in shipped)
+        lines.extend(f"  {source.relative_to(ROOT)} -> {dest}" for dest, source in shipped)
         lines.append("")
     if values:
         lines.append("parameters")
@@ -245,7 +245,7 @@ def shipped_files(runbook: Path) -> list[tuple[str, Path]]:
     wanted = _load(runbook).metadata.get("proven", {}).get("ship", {})
     files = []
     for dest, source in wanted.items():
-        path = PROJECT / source
+        path = ROOT / source
         if not dest.startswith("/") or not path.is_file():
             raise RunbookError(
                 f"runbook {runbook.stem}: cannot ship {source!r} to {dest!r}",

@@ -101,9 +101,6 @@ def verify(opts: Options) -> int:
     report.runbooks = [RunbookReport(slug=g.slug, title=g.title) for g in opts.guides]
     run = Run(report)
     signal.signal(signal.SIGTERM, _interrupt)
-    # Started in the background by a non-interactive shell, SIGINT arrives ignored, and
-    # Ctrl-C (or a kill -INT) would not clean up: take it over explicitly.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     env: dict[str, str] = {}
     try:
         for guide, rb in zip(opts.guides, report.runbooks, strict=True):

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 
 from proven import runbook
-from proven.guides import by_slug
+from proven.guides import ROOT, by_slug
 from proven.runbook import RunbookError, Target
 
 
@@ -36,7 +36,7 @@ def test_ship_copies_an_exact_executable_copy(tmp_path):
 
     runbook.ship(path, Target("local", sudo=False))
 
-    assert dest.read_bytes() == (runbook.PROJECT / "src/proven/funambol.py").read_bytes()
+    assert dest.read_bytes() == (ROOT / "src/proven/funambol.py").read_bytes()
     assert os.access(dest, os.X_OK)
     assert not dest.with_name("funambol-check.new").exists()
     shipped = subprocess.run([dest, "--help"], capture_output=True, text=True)
