@@ -576,28 +576,45 @@ def _same_kind(default: object, value: object) -> bool:
     return isinstance(value, type(default))
 
 
-_SHELL_TOKEN = re.compile(r"\\.|'|\"|(?:^|(?<=\s))#|\$\{(\w+)\}|\$(\w+)", re.DOTALL | re.MULTILINE)
+# A backslash escape, a quote, a comment's start, ${NAME:+word} (and :-, +, -), ${NAME}, $NAME.
+_SHELL_TOKEN = re.compile(
+    r"\\.|'|\"|(?:^|(?<=\s))#|\$\{(\w+)(:?[-+])([^{}]*)\}|\$\{(\w+)\}|\$(\w+)",
+    re.DOTALL | re.MULTILINE,
+)
+
+
+_QUOTING = re.compile(r"['\"\\]")
 
 
 def _fill(code: str, values: dict[str, str]) -> str:
     """``code`` with $NAME and ${NAME} of the given names replaced, as bash would expand them.
 
-    For display only: single-quoted text and comments are left alone; heredocs are not parsed.
-    Shortcoming: expansions with an operator (``${NAME:+...}``, ``${NAME:-...}``) are shown as
-    written, so a plan line holding one is not ready to paste; evaluating them with the
-    restricted bash that _derive uses would lift it.
+    ``${NAME:+word}``, ``${NAME:-word}`` and their forms without the colon become what bash
+    makes of them (a value counts as set; ``:`` also asks for it to be non-empty), with the word's
+    own $NAMEs filled in; one whose word quotes or escapes is shown as written, since quotes
+    inside the braces mean what they would not mean outside them. For display only:
+    single-quoted text and comments are left alone;
+    heredocs are not parsed, nor are other operators (``${NAME#...}``, ``${#NAME}``).
     """
     out, pos, in_double = [], 0, False
     while match := _SHELL_TOKEN.search(code, pos):
         out.append(code[pos : match.start()])
-        token, name, pos = match.group(), match.group(1) or match.group(2), match.end()
-        if token in ("'", "#") and not in_double:
+        token, pos = match.group(), match.end()
+        name = match.group(1) or match.group(4) or match.group(5)
+        if match.group(2) and name in values and not _QUOTING.search(match.group(3)):
+            operator, word = match.group(2), match.group(3)
+            present = bool(values[name]) if operator[0] == ":" else True
+            if operator[-1] == "+":
+                token = _fill(word, values) if present else ""
+            else:
+                token = values[name] if present else _fill(word, values)
+        elif token in ("'", "#") and not in_double:
             end = code.find("'" if token == "'" else "\n", pos)
             end = len(code) if end < 0 else end + (token == "'")
             token, pos = token + code[pos:end], end
         elif token == '"':
             in_double = not in_double
-        elif name in values:
+        elif name in values and not match.group(2):
             token = values[name]
         out.append(token)
     out.append(code[pos:])

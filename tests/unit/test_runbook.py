@@ -284,3 +284,26 @@ def test_strict_startup_makes_system_raise_on_older_ipython(status):
             shell.system("false")
     else:
         shell.system("true")
+
+
+@pytest.mark.parametrize(
+    ("gateway", "shown"),
+    [
+        ("10.0.0.1", "Address=10.0.0.2/24 Gateway=10.0.0.1"),
+        ("", "Address=10.0.0.2/24"),
+    ],
+)
+def test_plan_works_out_expansions_with_an_operator(tmp_path, gateway, shown):
+    """${NAME:+word} shows the word with its names filled in, or nothing, as bash would."""
+    path = runbook(
+        tmp_path,
+        "## 1. Write the address",
+        'echo "Address=$ADDRESS${GATEWAY:+ Gateway=$GATEWAY}" ${MODE:-auto} ${UNSET:-x}'
+        " ${GATEWAY:+$'\\n'}",
+        parameters="ADDRESS='10.0.0.2/24'\nGATEWAY=''\nMODE=''",
+    )
+
+    text = plan(path, {"GATEWAY": gateway})
+
+    # Quotes inside the braces mean what they would not mean outside: shown as written.
+    assert f"echo \"{shown}\" auto ${{UNSET:-x}} ${{GATEWAY:+$'\\n'}}" in text
