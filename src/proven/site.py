@@ -14,6 +14,7 @@ import functools
 import html
 import logging
 import os
+import re
 import subprocess
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -422,6 +423,7 @@ def guide_notebook(
     Markdown settings (see :mod:`proven.site_markdown`).
     """
     nb = nbformat.read(source, as_version=4)
+    link_guides(nb, guide, links)
     try:
         site_markdown.render_notebook(nb, markdown)
     except site_markdown.MarkdownError as err:
@@ -434,7 +436,42 @@ def guide_notebook(
     return nbformat.writes(nb)
 
 
-def page_links(guide: Guide, following: Guide | None, directory_urls: bool) -> dict[str, str]:
+# A Markdown link to another guide's notebook, as it works in Jupyter: [text](02-kvm-host.ipynb)
+GUIDE_LINK = re.compile(r"\]\((?P<slug>[\w-]+)\.ipynb(?P<anchor>#[^)\s]*)?\)")
+
+
+def link_guides(nb: nbformat.NotebookNode, guide: Guide, links: dict[str, str]) -> None:
+    """Point the links of ``nb``'s Markdown cells to other guides' notebooks at their pages.
+
+    mkdocs checks and rewrites links on Markdown pages only, and a notebook page's links would
+    reach the page's directory, where no other notebook is. A cell keeps its Markdown as written
+    in its metadata, for the copy the page offers for download (see proven.site_markdown).
+    """
+
+    def page(match: re.Match) -> str:
+        target = links.get(f"guide:{match['slug']}")
+        if target is None:
+            raise SiteError(
+                f"guide {guide.slug} links to {match['slug']}.ipynb, which is not a guide",
+                hint="link a guide by its runbook's name, one of: "
+                + ", ".join(
+                    k.removeprefix("guide:") + ".ipynb" for k in links if k[:6] == "guide:"
+                ),
+            )
+        return f"]({target}{match['anchor'] or ''})"
+
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        linked = GUIDE_LINK.sub(page, cell.source)
+        if linked != cell.source:
+            cell.metadata.setdefault(site_markdown.METADATA, {})["markdown"] = cell.source
+            cell.source = linked
+
+
+def page_links(
+    guide: Guide, following: Guide | None, directory_urls: bool, guides: Sequence[Guide] = GUIDES
+) -> dict[str, str]:
     """Links from a guide page, relative to where mkdocs puts it.
 
     Notebook pages bypass mkdocs' Markdown link rewriting, so these are site URLs.
@@ -445,6 +482,7 @@ def page_links(guide: Guide, following: Guide | None, directory_urls: bool) -> d
         return up + (f"{page}/" if directory_urls else f"{page}.html")
 
     links = {"report": url("report"), "download": f"{guide.slug}.ipynb", "plots": up + "plots/"}
+    links.update({f"guide:{g.slug}": url(f"guides/{g.slug}") for g in guides})
     if following is None:
         links["next"], links["next_text"] = url("report"), "The verification report"
     else:
@@ -710,7 +748,7 @@ def generate(
         badges[guide.slug] = badge
 
         following = guides[i + 1] if i + 1 < len(guides) else None
-        links = page_links(guide, following, directory_urls)
+        links = page_links(guide, following, directory_urls, guides)
         measured = plots.section(figures.get(guide.slug, []), links["plots"], markdown_image=False)
         text = guide_notebook(source, guide, rb, badge, links, measured, markdown)
         target = docs_dir / "guides" / f"{guide.slug}.ipynb"

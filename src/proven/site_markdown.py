@@ -165,7 +165,8 @@ def render_notebook(
     rendered = iter(render(blocks, settings))
     for cell, pieces in cells:
         parts = [next(rendered) if is_block else text for is_block, text in pieces]
-        cell.metadata[METADATA] = {"markdown": cell.source}
+        # A cell whose links proven.site rewrote already keeps its Markdown as written.
+        cell.metadata.setdefault(METADATA, {}).setdefault("markdown", cell.source)
         cell.source = "\n\n".join(part for part in parts if part)
     return len(cells)
 

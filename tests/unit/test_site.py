@@ -484,3 +484,30 @@ def test_mkdocs_build_is_strict_clean_without_a_report(tmp_path):
         for href in re.findall(r'href="(\.\./[^"#]*|[\w-]+\.ipynb)"', html):
             target = (page.parent / href).resolve()
             assert target.is_file() or (target / "index.html").is_file(), href
+
+
+def test_links_to_other_guides_notebooks_point_at_their_pages(project):
+    """[text](NN-slug.ipynb) works in Jupyter; on the site it goes to that guide's page."""
+    runbook = project / "runbooks" / f"{GUIDE_B.slug}.ipynb"
+    nb = nbformat.read(runbook, as_version=4)
+    nb.cells[0].source += f"\n\nAfter the [storage guide]({GUIDE_A.slug}.ipynb#parameters)."
+    nbformat.write(nb, runbook)
+
+    generate(project)
+
+    cell = read_page(project, GUIDE_B.slug).cells[1]
+    assert "[storage guide](../../guides/01-storage/#parameters)" in cell.source
+    # The notebook offered for download keeps the link that works in Jupyter.
+    assert "[storage guide](01-storage.ipynb#parameters)" in cell.metadata["proven"]["markdown"]
+
+
+def test_a_link_to_a_notebook_that_is_no_guide_fails_the_build(project):
+    """A misspelt guide link stops the build naming the page, the link and the guides there are."""
+    runbook = project / "runbooks" / f"{GUIDE_B.slug}.ipynb"
+    nb = nbformat.read(runbook, as_version=4)
+    nb.cells[0].source += "\n\nAfter the [storage guide](01-storge.ipynb)."
+    nbformat.write(nb, runbook)
+
+    with pytest.raises(site.SiteError, match="02-network links to 01-storge.ipynb") as err:
+        generate(project)
+    assert "01-storage.ipynb, 02-network.ipynb" in err.value.hint
