@@ -2,8 +2,9 @@
 
 verify carries a passing result over to the next run when the digest is the same, instead
 of booting a VM to prove it again (issue 7). The inputs: the runbook, its checks and the
-checks' shared fixtures, the box recipe, the Vagrantfile, the parameters and number of
-disks, and the same for every guide it needs.
+checks' shared fixtures, the files of this project it ships onto its target, the box
+recipe, the Vagrantfile, the parameters and number of disks, and the same for every guide
+it needs.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 
 from proven import box
 from proven.guides import ROOT, Guide, by_slug
+from proven.runbook import shipped_files
 
 SHARED = (ROOT / "vagrant" / "Vagrantfile", ROOT / "tests" / "checks" / "conftest.py")
 
@@ -22,7 +24,8 @@ def digest(guide: Guide, parameters: dict, disks: int) -> str:
     h = hashlib.sha256()
     h.update(box.recipe_hash().encode())
     h.update(json.dumps({"parameters": parameters, "disks": disks}, sort_keys=True).encode())
-    for path in (guide.runbook, guide.checks, *SHARED):
+    shipped = [source for _, source in shipped_files(guide.runbook)]
+    for path in (guide.runbook, guide.checks, *SHARED, *shipped):
         h.update(path.name.encode() + b"\0")
         h.update(path.read_bytes() if path.exists() else b"(missing)")
     for need in guide.needs:

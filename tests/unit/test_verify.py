@@ -7,7 +7,7 @@ import json
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from proven import verify
+from proven import inputs, verify
 from proven.guides import ROOT, Guide
 from proven.report import CARRIED, NOT_RUN, PASSED, Check, Report, RunbookReport
 
@@ -98,3 +98,18 @@ def test_measurement_lines_are_collected_by_name(tmp_path):
 def test_root_is_the_repository():
     """Paths in the report are relative to the repository root."""
     assert (ROOT / "pyproject.toml").exists()
+
+
+def test_a_change_to_a_shipped_file_changes_the_guides_inputs(tmp_path, monkeypatch):
+    """A tool the runbook copies onto its target is one of its inputs, like the runbook."""
+    tool = tmp_path / "tool.py"
+    tool.write_text("print('v1')\n")
+    nb = new_notebook(cells=[new_code_cell("true")])
+    nb.metadata["proven"] = {"ship": {"/usr/local/bin/tool": str(tool)}}
+    nbformat.write(nb, tmp_path / "01-tool.ipynb")
+    guide = Guide(slug="01-tool", title="Tool", runbooks_dir=tmp_path, checks_dir=tmp_path)
+    before = inputs.digest(guide, {}, 2)
+
+    tool.write_text("print('v2')\n")
+
+    assert inputs.digest(guide, {}, 2) != before
