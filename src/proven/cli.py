@@ -25,6 +25,9 @@ def setup_logging(verbose: bool) -> None:
     )
     for name in QUIET:
         logging.getLogger(name).setLevel(logging.WARNING)
+    # python-vagrant warns on import when vagrant is not installed yet; `host prepare`
+    # installs it a moment later, and a missing one is reported as a missing package.
+    logging.getLogger("vagrant").setLevel(logging.ERROR)
 
 
 def parse_parameters(pairs: list[str]) -> dict[str, str]:
@@ -93,8 +96,12 @@ def cmd_box(args) -> int:
 def cmd_destroy(args) -> int:
     from proven import host, vm
 
+    # Daemons started for this, or by the verify --keep that left the VM, stop afterwards.
+    started = host.running_pid("libvirtd") is None or host.KEPT.exists()
     host.prepare()
     vm.destroy()
+    if started:
+        host.teardown()
     return 0
 
 

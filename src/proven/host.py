@@ -28,6 +28,8 @@ POOL = "default"
 POOL_PATH = Path("/var/lib/libvirt/images")
 DAEMONS = ("virtlogd", "libvirtd")  # virtlogd first: libvirtd hands it QEMU's console logs
 LIBVIRT_URI = "qemu:///system"
+# Left by `verify --keep` when that run started the daemons: `proven destroy` stops them.
+KEPT = RUN_DIR / "kept-by-verify"
 
 
 def package_list() -> list[str]:
@@ -199,6 +201,7 @@ def stop_daemons() -> None:
 def teardown() -> None:
     """Undo ``prepare``: stop our daemons and remove the namespace (packages stay)."""
     stop_daemons()
+    KEPT.unlink(missing_ok=True)
     # libvirtd leaves the management network's dnsmasq running when it stops.
     for pid in netns_pids():
         log.info("host: stopping pid %d left in namespace %s", pid, NETNS)

@@ -64,6 +64,7 @@ class Run:
     def __init__(self, report: Report) -> None:
         self.report = report
         self.sampler: memory.PeakSampler | None = None
+        self.started_host = False  # this run started libvirtd and virtlogd: it stops them
 
     @contextmanager
     def phase(self, name: str):
@@ -113,6 +114,9 @@ def verify(opts: Options) -> int:
             return finish_and_summarise(run, opts, env)
 
         run.sampler = memory.PeakSampler().start()
+        # Daemons an earlier verify --keep left are this run's to stop; a lab's are not.
+        run.started_host = host.running_pid("libvirtd") is None or host.KEPT.exists()
+        host.KEPT.unlink(missing_ok=True)
         with run.phase("host"):
             host.prepare(install=opts.install)
             vm.clear_leftovers()
@@ -324,6 +328,9 @@ def finish(run: Run, opts: Options, env: dict[str, str]) -> None:
     # A run that carried everything over, or stopped at its parameters, made no VM.
     made_vm = any(p.name == "host" for p in report.phases)
     if made_vm and opts.keep:
+        if run.started_host:
+            host.KEPT.parent.mkdir(parents=True, exist_ok=True)
+            host.KEPT.touch()
         log.info(
             "verify: VM kept; log in with: ip netns exec %s ssh -F %s default",
             host.NETNS,
@@ -333,6 +340,8 @@ def finish(run: Run, opts: Options, env: dict[str, str]) -> None:
         try:
             with run.phase("destroy"):
                 vm.destroy(env or None)
+                if run.started_host:
+                    host.teardown()
         except Exception as exc:
             report.error = report.error or f"destroy failed: {exc}"
             log.error("verify: destroying the VM failed: %s", exc)

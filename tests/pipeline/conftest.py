@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from pipeline_helpers import host_daemons, proven
 
 HERE = Path(__file__).parent
 # Check modules of the fixture runbooks: verify runs them against the VM, pytest must not.
@@ -23,3 +24,12 @@ def pytest_collection_modifyitems(items):
 def needs_root():
     if os.geteuid() != 0:
         pytest.fail("the pipeline tests need root (libvirtd, network namespaces)", pytrace=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def host_left_as_found(needs_root):
+    """Daemons and the namespace that the tests' runs started are stopped when they end."""
+    before = host_daemons()
+    yield
+    if not before and host_daemons():
+        proven("host", "teardown", timeout=300)

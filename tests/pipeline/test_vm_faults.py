@@ -1,6 +1,7 @@
 """Faults that need a real VM: each ends non-zero, with one clear message, and nothing left.
 
-No VM, volume or daemon may outlive a failed run: every test ends by asking libvirt.
+No VM, volume, daemon or namespace may outlive a failed run: every test ends by asking libvirt,
+and the host is as the test found it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,16 @@ import subprocess
 import sys
 import time
 
-from pipeline_helpers import FIXTURES, ROOT, lab_leftovers, proven, report
+import pytest
+from pipeline_helpers import FIXTURES, ROOT, host_daemons, lab_leftovers, proven, report
+
+
+@pytest.fixture(autouse=True)
+def host_as_found():
+    """A failed verify stops the daemons it started and removes the namespace it made."""
+    before = host_daemons()
+    yield
+    assert host_daemons() == before
 
 
 def no_passed(proc) -> None:
