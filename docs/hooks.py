@@ -9,17 +9,20 @@ from pathlib import Path
 from mkdocs.exceptions import PluginError
 
 try:
-    from proven import site, site_markdown
+    from proven import anchors, site, site_markdown
 except ImportError:  # building from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from proven import site, site_markdown
+    from proven import anchors, site, site_markdown
 
 log = logging.getLogger("mkdocs.hooks.proven")
+# Each build's pages, for the check of links to sections of notebook pages.
+built = anchors.Anchors()
 
 
 def on_pre_build(config) -> None:
     """Write docs/guides/NN-slug.ipynb and docs/report.md; fail the build on a SiteError."""
     root = Path(config.config_file_path).resolve().parent
+    built.pages.clear()
     try:
         pages = site.generate(
             Path(config.docs_dir),
@@ -48,7 +51,15 @@ def on_post_page(output: str, page, config) -> str:
         copy = Path(page.file.abs_dest_path).parent / source.name
         if copy.exists() and site_markdown.restore_file(copy):
             log.debug("restored the Markdown of %s", copy)
+    built.add(page.url, page.file.src_uri, output)
     return output
+
+
+def on_post_build(config) -> None:
+    """Fail the build on a link to a section that its page does not have."""
+    broken = built.broken()
+    if broken:
+        raise PluginError("links to missing sections:\n  " + "\n  ".join(broken))
 
 
 def on_serve(server, config, builder):

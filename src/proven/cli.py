@@ -93,6 +93,34 @@ def cmd_box(args) -> int:
     return 0
 
 
+def cmd_up(args) -> int:
+    from proven import box, host, vm
+
+    started = host.running_pid("libvirtd") is None or host.KEPT.exists()
+    host.prepare(install=not args.no_install)
+    vm.clear_leftovers()
+    box.ensure()
+    env = vm.settings(disks=args.disks)
+    try:
+        vm.up(env)
+    except BaseException:
+        log.error("up: the VM did not come up; removing what was made of it")
+        vm.destroy(env)
+        if started:
+            host.teardown()
+        raise
+    if started:  # `proven destroy` stops them with the VM
+        host.KEPT.parent.mkdir(parents=True, exist_ok=True)
+        host.KEPT.touch()
+    print(
+        f"the lab VM is up ({env['PROVEN_DISKS']} blank disks, accel {env['PROVEN_ACCEL']})\n"
+        f"  run a guide on it:  proven run 01-storage --target lab\n"
+        f"  log in:             ip netns exec {host.NETNS} ssh -F {vm.SSH_CONFIG} default\n"
+        f"  remove it:          proven destroy"
+    )
+    return 0
+
+
 def cmd_destroy(args) -> int:
     from proven import host, vm
 
@@ -110,7 +138,7 @@ def cmd_check(args) -> int:
     from proven.report import FAILED
 
     if not vm.SSH_CONFIG.exists():
-        raise ProvenError("no lab VM is up", hint="start one with `proven verify --keep`")
+        raise ProvenError("no lab VM is up", hint="start one with `proven up`")
     found = checks.run(
         Path(args.checks).resolve(),
         "manual",
@@ -241,6 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("box", help="build (when its recipe changed) and add the lab box")
     p.add_argument("--rebuild", action="store_true", help="build even if the recipe is unchanged")
     p.set_defaults(func=cmd_box)
+
+    p = sub.add_parser("up", help="bring up a fresh lab VM and leave it up for `run` and `check`")
+    p.add_argument("--disks", type=int, choices=(2, 4), default=2, help="blank extra disks")
+    p.add_argument("--no-install", action="store_true", help="do not install host packages")
+    p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("destroy", help="destroy the lab VM and anything left of earlier runs")
     p.set_defaults(func=cmd_destroy)

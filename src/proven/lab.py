@@ -34,7 +34,13 @@ from papermill.parameterize import parameterize_notebook
 from proven import box, host, kernel, targets, vm
 from proven.errors import ProvenError
 from proven.guides import BUILD, ROOT, Guide
-from proven.runbook import Target, defaults, ship, validate_parameters
+from proven.runbook import (
+    Target,
+    check_known_parameters,
+    own_parameters,
+    ship,
+    validate_parameters,
+)
 
 log = logging.getLogger("proven")
 
@@ -182,17 +188,10 @@ def lab_values(opts: Options) -> dict[str, dict]:
     values = {}
     for guide in opts.guides:
         own = dict(guide.lab_parameters) if opts.target == "lab" else {}
-        names = defaults(guide.runbook)
-        own |= {k: v for k, v in opts.extra.items() if k in names}
+        own |= own_parameters(guide.runbook, opts.extra)
         validate_parameters(guide.runbook, own)
         values[guide.slug] = own
-    every = set().union(*(defaults(g.runbook) for g in opts.guides)) if opts.guides else set()
-    unknown = sorted(set(opts.extra) - every)
-    if unknown:
-        raise LabError(
-            f"no runbook of this lab has the parameter(s) {', '.join(unknown)}",
-            hint="check the spelling against the runbooks' parameters cells",
-        )
+    check_known_parameters([g.runbook for g in opts.guides], opts.extra)
     return values
 
 

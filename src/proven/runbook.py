@@ -313,6 +313,24 @@ def defaults(runbook: Path) -> dict[str, object]:
     return _defaults(runbook, _load(runbook))
 
 
+def own_parameters(runbook: Path, given: dict) -> dict:
+    """Those of ``given`` (the command line's, meant for every runbook) that ``runbook`` has."""
+    names = defaults(runbook)
+    return {k: v for k, v in given.items() if k in names}
+
+
+def check_known_parameters(runbooks: list[Path], given: dict) -> None:
+    """Raise RunbookError for a parameter of ``given`` that none of ``runbooks`` has."""
+    known = set().union(*(defaults(r) for r in runbooks))
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise RunbookError(
+            f"no runbook of this run ({', '.join(r.stem for r in runbooks)}) has the "
+            f"parameter(s) {', '.join(unknown)}; theirs: {', '.join(sorted(known)) or 'none'}",
+            "check the spelling against the runbooks' parameters cells",
+        )
+
+
 def validate_parameters(runbook: Path, parameters: dict) -> None:
     """Raise RunbookError for a parameter the runbook does not have or of the wrong type."""
     defaults = _defaults(runbook, _load(runbook))
@@ -324,6 +342,13 @@ def validate_parameters(runbook: Path, parameters: dict) -> None:
                 "check the spelling against the runbook's parameters cell",
             )
         default = defaults[key]
+        switch = _string_kind(default)
+        if switch and isinstance(value, str) and not switch[1].fullmatch(value):
+            raise RunbookError(
+                f"runbook {runbook.stem}: parameter {key!r} must be {switch[0]} (like its "
+                f"default {default!r}), not {value!r}; its parameters: {known}",
+                f"pass {key} as {switch[0]}",
+            )
         if not _same_kind(default, value):
             expected = type(default).__name__
             raise RunbookError(
@@ -563,6 +588,22 @@ def _shell_text(value: object) -> str:
     if isinstance(value, list):
         return " ".join(str(v) for v in value)
     return "" if value is None else str(value)
+
+
+# A bash runbook's values are all strings; its defaults say which ones hold a whole number
+# (RUNS='11') or a switch (WIPE='no'), and a value of another shape would only fail mid-run.
+_WHOLE = ("a whole number", re.compile(r"[0-9]+"))
+_SWITCH = ("yes or no", re.compile(r"yes|no"))
+
+
+def _string_kind(default: object) -> tuple[str, re.Pattern] | None:
+    """The shape a string default asks of its values, when it asks one."""
+    if isinstance(default, str):
+        if _WHOLE[1].fullmatch(default):
+            return _WHOLE
+        if _SWITCH[1].fullmatch(default):
+            return _SWITCH
+    return None
 
 
 def _same_kind(default: object, value: object) -> bool:

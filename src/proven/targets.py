@@ -19,7 +19,7 @@ def parse(spec: str) -> Target:
     if spec == "lab":
         if not vm.SSH_CONFIG.exists():
             raise ProvenError(
-                "no lab VM is up", hint="start one with `proven verify --keep` (or `nox -s lab`)"
+                "no lab VM is up", hint="start one with `proven up` (or `nox -s lab`)"
             )
         return Target(kind="ssh", ssh_config=vm.SSH_CONFIG, netns=host.NETNS)
     if spec == "local":

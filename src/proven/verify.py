@@ -35,7 +35,14 @@ from proven.report import (
     RunbookReport,
     now,
 )
-from proven.runbook import StepFailed, Target, execute, validate_parameters
+from proven.runbook import (
+    StepFailed,
+    Target,
+    check_known_parameters,
+    execute,
+    own_parameters,
+    validate_parameters,
+)
 
 log = logging.getLogger("proven")
 
@@ -105,9 +112,10 @@ def verify(opts: Options) -> int:
     env: dict[str, str] = {}
     try:
         for guide, rb in zip(opts.guides, report.runbooks, strict=True):
-            rb.parameters = {**guide.lab_parameters, **opts.extra}
+            rb.parameters = {**guide.lab_parameters, **own_parameters(guide.runbook, opts.extra)}
             validate_parameters(guide.runbook, rb.parameters)
             rb.inputs = inputs.digest(guide, rb.parameters, opts.disks)
+        check_known_parameters([g.runbook for g in opts.guides], opts.extra)
         to_run = opts.guides if opts.force else carry_over(report, previous, opts.guides)
         if not to_run:
             log.info("verify: nothing changed since the last passing run; no VM needed")
@@ -189,7 +197,7 @@ def load_previous() -> Report | None:
     try:
         return Report.load(REPORT)
     except (ValueError, TypeError, KeyError) as exc:
-        log.warning("verify: ignoring unreadable %s: %s", REPORT.relative_to(ROOT), exc)
+        log.warning("verify: ignoring unreadable %s: %s", os.path.relpath(REPORT, ROOT), exc)
         return None
 
 
@@ -325,8 +333,8 @@ def reboot_and_recheck(run: Run, ran: list[Guide], ssh_config: Path) -> None:
 def finish(run: Run, opts: Options, env: dict[str, str]) -> None:
     """Destroy the VM (unless kept), settle the outcome, write the report, build the site."""
     report = run.report
-    # A run that carried everything over, or stopped at its parameters, made no VM.
-    made_vm = any(p.name == "host" for p in report.phases)
+    # A run that carried everything over, or stopped before its VM phase, made no VM.
+    made_vm = any(p.name == "VM up" for p in report.phases)
     if made_vm and opts.keep:
         if run.started_host:
             host.KEPT.parent.mkdir(parents=True, exist_ok=True)
@@ -336,10 +344,11 @@ def finish(run: Run, opts: Options, env: dict[str, str]) -> None:
             host.NETNS,
             vm.SSH_CONFIG.relative_to(ROOT),
         )
-    elif made_vm:
+    elif made_vm or run.started_host:
         try:
             with run.phase("destroy"):
-                vm.destroy(env or None)
+                if made_vm:
+                    vm.destroy(env or None)
                 if run.started_host:
                     host.teardown()
         except Exception as exc:
@@ -398,7 +407,7 @@ def print_summary(report: Report) -> None:
     mem = report.host.get("memory_mib")
     if mem:
         lines.append(f"host memory in use: {mem['baseline']} MiB before, {mem['peak']} MiB at peak")
-    lines.append(f"report: {REPORT.relative_to(ROOT)}")
+    lines.append(f"report: {os.path.relpath(REPORT, ROOT)}")
     print("\n".join(lines), flush=True)
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from proven import lab
 from proven.guides import by_slug
+from proven.runbook import RunbookError
 
 STORAGE = by_slug("01-storage")
 APACHE = by_slug("03-apache-fcgid")
@@ -74,7 +75,7 @@ def test_parameter_no_runbook_has_is_refused_by_name():
     """A misspelt -p stops the lab before anything starts, naming the parameter."""
     opts = lab.Options(guides=[STORAGE, APACHE], extra={"DISKZ": "/dev/vdb"})
 
-    with pytest.raises(lab.LabError, match="DISKZ"):
+    with pytest.raises(RunbookError, match="DISKZ"):
         lab.lab_values(opts)
 
 

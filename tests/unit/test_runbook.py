@@ -307,3 +307,21 @@ def test_plan_works_out_expansions_with_an_operator(tmp_path, gateway, shown):
 
     # Quotes inside the braces mean what they would not mean outside: shown as written.
     assert f"echo \"{shown}\" auto ${{UNSET:-x}} ${{GATEWAY:+$'\\n'}}" in text
+
+
+@pytest.mark.parametrize(
+    ("given", "shape"),
+    [
+        ({"RUNS": "abc"}, "a whole number"),
+        ({"RUNS": "-3"}, "a whole number"),
+        ({"WIPE": "maybe"}, "yes or no"),
+        ({"WIPE": "YES"}, "yes or no"),
+    ],
+)
+def test_string_parameters_keep_the_shape_of_their_default(tmp_path, given, shape):
+    """A default of digits takes whole numbers only, and a default of yes or no a switch."""
+    path = runbook(tmp_path, "true", parameters="RUNS='11'\nWIPE='no'\nNAME='www'")
+
+    with pytest.raises(RunbookError, match=f"must be {shape} \\(like its default"):
+        validate_parameters(path, given)
+    validate_parameters(path, {"RUNS": "7", "WIPE": "yes", "NAME": "42"})

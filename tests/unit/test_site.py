@@ -463,14 +463,18 @@ def copy_site_sources(dest: Path) -> None:
             nbformat.write(tiny_notebook(), dest / "runbooks" / real.name)
 
 
+def build_copy(dest: Path) -> subprocess.CompletedProcess:
+    """`mkdocs build --strict` of the site sources copied to ``dest``, without a report."""
+    env = dict(os.environ, PROVEN_REPORT=str(dest / "no-report.json"), NO_MKDOCS_2_WARNING="1")
+    command = [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(dest / "site")]
+    return subprocess.run(command, cwd=dest, env=env, capture_output=True, text=True)
+
+
 def test_mkdocs_build_is_strict_clean_without_a_report(tmp_path):
     """The real mkdocs.yml builds with no warning and every guide says not verified."""
     copy_site_sources(tmp_path)
-    env = dict(os.environ, PROVEN_REPORT=str(tmp_path / "no-report.json"))
-    env["NO_MKDOCS_2_WARNING"] = "1"
-    command = [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")]
 
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    done = build_copy(tmp_path)
 
     assert done.returncode == 0, done.stderr
     assert "WARNING" not in done.stderr
@@ -484,6 +488,28 @@ def test_mkdocs_build_is_strict_clean_without_a_report(tmp_path):
         for href in re.findall(r'href="(\.\./[^"#]*|[\w-]+\.ipynb)"', html):
             target = (page.parent / href).resolve()
             assert target.is_file() or (target / "index.html").is_file(), href
+
+
+@pytest.mark.parametrize(
+    ("link", "complaint"),
+    [
+        ("[the report](../../nowhere/)", "invalid url - ../../nowhere/"),
+        ("[a step](#no-such-step)", "invalid url - #no-such-step"),
+        ("[its parameters](../../guides/01-storage/#no-such-anchor)", "no-such-anchor"),
+    ],
+)
+def test_broken_link_on_a_guide_page_fails_the_build_naming_the_page(tmp_path, link, complaint):
+    """A dead link or anchor in a runbook's Markdown stops the strict build, page named."""
+    copy_site_sources(tmp_path)
+    runbook = tmp_path / "runbooks" / "03-apache-fcgid.ipynb"
+    nb = nbformat.read(runbook, as_version=4)
+    nb.cells[0].source += f"\n\nSee {link}."
+    nbformat.write(nb, runbook)
+
+    done = build_copy(tmp_path)
+
+    assert done.returncode != 0
+    assert complaint in done.stderr and "guides/03-apache-fcgid.ipynb" in done.stderr
 
 
 def test_links_to_other_guides_notebooks_point_at_their_pages(project):
@@ -511,3 +537,19 @@ def test_a_link_to_a_notebook_that_is_no_guide_fails_the_build(project):
     with pytest.raises(site.SiteError, match="02-network links to 01-storge.ipynb") as err:
         generate(project)
     assert "01-storage.ipynb, 02-network.ipynb" in err.value.hint
+
+
+def test_a_link_from_a_markdown_page_to_a_missing_section_of_a_guide_fails(tmp_path):
+    """docs/*.md linking a notebook page's section that does not exist stops the build."""
+    copy_site_sources(tmp_path)
+    home = tmp_path / "docs" / "index.md"
+    home.write_text(
+        home.read_text() + "\n[ok](guides/01-storage.ipynb#parameters) and"
+        " [gone](guides/01-storage.ipynb#no-such-step)\n"
+    )
+
+    done = build_copy(tmp_path)
+
+    assert done.returncode != 0
+    assert "index.md: link guides/01-storage/#no-such-step finds no section" in done.stderr
+    assert "#parameters" not in done.stderr
