@@ -63,8 +63,10 @@ class RunbookReport:
     measurements: dict = field(default_factory=dict)
     # Digest of the runbook's inputs (see inputs.py); equal digests, equal result.
     inputs: str = ""
-    # Set when the outcome was carried over from an earlier passing run: that run's date.
+    # Set when the outcome was carried over from an earlier passing run: that run's date
+    # and the commit it ran at.
     carried_from: str = ""
+    carried_commit: str = ""
 
     @property
     def checks_passed(self) -> int:

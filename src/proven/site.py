@@ -210,8 +210,11 @@ def outcome_phrase(outcome: str) -> str:
 
 def run_facts(report: Report, rb: RunbookReport | None) -> dict[str, str]:
     """The facts a badge shows about the run, whatever its verdict."""
-    facts = {"commit": short(report.commit), "box": box_label(report.box)}
-    facts["date"] = day(rb.carried_from if rb and rb.outcome == CARRIED else report.started)
+    carried = rb is not None and rb.outcome == CARRIED
+    # A carried-over result was proven by an earlier run, at the commit that run was at.
+    commit = rb.carried_commit if carried and rb.carried_commit else report.commit
+    facts = {"commit": short(commit), "box": box_label(report.box)}
+    facts["date"] = day(rb.carried_from if carried else report.started)
     if rb is not None:
         facts["duration"] = duration(rb.duration_s)
         facts["checks"] = f"{rb.checks_passed}/{len(rb.checks)}"

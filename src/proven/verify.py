@@ -114,7 +114,7 @@ def verify(opts: Options) -> int:
         for guide, rb in zip(opts.guides, report.runbooks, strict=True):
             rb.parameters = {**guide.lab_parameters, **own_parameters(guide.runbook, opts.extra)}
             validate_parameters(guide.runbook, rb.parameters)
-            rb.inputs = inputs.digest(guide, rb.parameters, opts.disks)
+            rb.inputs = inputs.digest(guide, rb.parameters, opts.disks, opts.second_run)
         check_known_parameters([g.runbook for g in opts.guides], opts.extra)
         to_run = opts.guides if opts.force else carry_over(report, previous, opts.guides)
         if not to_run:
@@ -222,6 +222,7 @@ def carry_over(report: Report, previous: Report | None, guides: list[Guide]) -> 
             continue
         fresh = RunbookReport(**{**old.__dict__, "outcome": CARRIED})
         fresh.carried_from = old.carried_from or previous.finished
+        fresh.carried_commit = old.carried_commit or previous.commit
         report.runbooks[report.runbooks.index(rb)] = fresh
     for guide in guides:
         if guide.slug in must_run:

@@ -105,6 +105,18 @@ def test_carried_over_badge_shows_the_original_run_date():
     assert "proven on 2025-02-14, carried over" in site.badge_html(badge)
 
 
+def test_carried_over_badge_names_the_commit_of_the_run_that_proved_it():
+    """The badge of a carried-over guide shows the commit it ran at, not today's."""
+    report = with_runbook(
+        outcome=CARRIED, carried_from="2025-02-14T08:00:00Z", carried_commit=OTHER
+    )
+
+    badge = site.judge(SLUG, report, HEAD)
+
+    assert badge.verified
+    assert badge.commit == OTHER[:7]
+
+
 NOT_VERIFIED_CASES = {
     "no report": (None, HEAD, "no verification report"),
     "other commit": (passing_report(commit=OTHER), HEAD, "report is for commit fedcba9"),

@@ -16,7 +16,7 @@ TOP = Guide(slug="02-top", title="Top", needs=("01-base",))
 
 
 def reports(old_outcome=PASSED, old_inputs="abc", new_inputs="abc", notebook="README.md"):
-    previous = Report(finished="2026-12-01T10:00:00Z")
+    previous = Report(finished="2026-12-01T10:00:00Z", commit="c0ffee1234567")
     previous.runbooks = [
         RunbookReport(
             slug=g.slug,
@@ -46,6 +46,7 @@ def test_unchanged_passing_runbooks_are_carried_over_with_their_date():
     assert to_run == []
     assert [r.outcome for r in report.runbooks] == [CARRIED, CARRIED]
     assert report.runbooks[0].carried_from == "2026-12-01T10:00:00Z"
+    assert report.runbooks[0].carried_commit == "c0ffee1234567"
     assert report.runbooks[0].checks_passed == 1
 
 
@@ -113,3 +114,13 @@ def test_a_change_to_a_shipped_file_changes_the_guides_inputs(tmp_path, monkeypa
     tool.write_text("print('v2')\n")
 
     assert inputs.digest(guide, {}, 2) != before
+
+
+def test_a_run_without_second_runs_is_not_carried_into_one_with_them(monkeypatch):
+    """--no-second-run and other VM settings are inputs: a plain verify runs the guide again."""
+    guide = Guide(slug="01-storage", title="Storage")
+    plain = inputs.digest(guide, {}, 2)
+
+    assert inputs.digest(guide, {}, 2, second_run=False) != plain
+    monkeypatch.setenv("PROVEN_DISK_CACHE", "none")
+    assert inputs.digest(guide, {}, 2) != plain
