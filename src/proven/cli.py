@@ -134,15 +134,24 @@ def cmd_destroy(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from proven import checks, vm
+    from proven import checks, guides, vm
     from proven.report import FAILED
 
     if not vm.SSH_CONFIG.exists():
         raise ProvenError("no lab VM is up", hint="start one with `proven up`")
+    path = Path(args.checks).resolve()
+    values = {}
+    guide = next((g for g in guides.GUIDES if g.checks == path), None)
+    if not path.exists():
+        guide = guides.by_slug(args.checks)
+        path = guide.checks
+    if guide is not None:  # the lab VM's disks are small: start from verify's values
+        values.update(guide.lab_parameters)
+    values.update(parse_parameters(args.param))
     found = checks.run(
-        Path(args.checks).resolve(),
+        path,
         "manual",
-        parse_parameters(args.param),
+        values,
         vm.SSH_CONFIG,
         sudo=not args.no_sudo,
     )
@@ -279,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_destroy)
 
     p = sub.add_parser("check", help="run a testinfra checks file against the lab VM")
-    p.add_argument("checks", help="path of a test_*.py checks module")
+    p.add_argument("checks", help="a guide slug or number, or the path of a test_*.py module")
     p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--no-sudo", action="store_true", help="run the checks' commands unprivileged")
     p.set_defaults(func=cmd_check)

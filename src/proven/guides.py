@@ -23,6 +23,9 @@ class Guide:
     needs: tuple[str, ...] = ()
     # Check the machine again after a reboot (for state that must survive one).
     reboot_after: bool = False
+    # Paths on the VM (with {PARAMETER}s) that must come through the second run untouched:
+    # verify writes a file of random bytes at each, or reads an existing block device's bytes.
+    canaries: tuple[str, ...] = ()
     # Where the runbook and its checks live; other folders hold test and draft runbooks.
     runbooks_dir: Path = RUNBOOKS
     checks_dir: Path = CHECKS
@@ -51,6 +54,13 @@ GUIDES = (
             "DRILL": "yes",
         },
         reboot_after=True,
+        # The new / and /boot, and the drill's canary volume on the data array (which holds
+        # no filesystem of its own: its volumes are for guests).
+        canaries=(
+            "{MOUNT_ROOT}/proven-canary",
+            "{MOUNT_ROOT}/boot/proven-canary",
+            "/dev/{VG_NAME}/canary",
+        ),
     ),
     Guide(
         slug="02-kvm-host",

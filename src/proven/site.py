@@ -15,6 +15,7 @@ import html
 import logging
 import os
 import re
+import shlex
 import subprocess
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -352,6 +353,7 @@ def verification_markdown(
     badge: Badge,
     next_link: tuple[str, str],
     measured: Sequence[str] = (),
+    runbook: Path | None = None,
 ) -> str:
     """The Verification section appended to a guide page; ``measured`` holds its plots."""
     lines = ["## Verification", ""]
@@ -375,30 +377,70 @@ def verification_markdown(
         lines += ["### Measured results", "", *measured]
     if not badge.verified:
         lines += [f"This page is **not verified**: {'; '.join(badge.reasons)}.", ""]
-    lines += run_it_yourself(guide)
+    lines += run_it_yourself(guide, runbook)
     text, href = next_link
     lines.append(f"**Next:** [{text}]({href})")
     return "\n".join(lines)
 
 
-def run_it_yourself(guide: Guide) -> list[str]:
-    """How to plan and run this guide's runbook with `proven`, on the lab or a server."""
+def run_it_yourself(guide: Guide, runbook: Path | None = None) -> list[str]:
+    """How to plan and run this guide's runbook with `proven`, on the lab or on a server.
+
+    The server commands carry every parameter with the runbook's own default, ready to edit.
+    """
+    from proven.runbook import defaults  # papermill is slow to import; only the site needs it
+
     slug = guide.slug
-    return [
+    values = defaults(runbook or guide.runbook)
+    needs = [g.slug for g in needed(guide)]
+    given = " ".join(f"-p {name}={shlex.quote(str(value))}" for name, value in values.items())
+    server = f"proven run {slug} --target ssh://admin@server.example.org"
+    lines = [
         "## Run it yourself",
         "",
         f"The runbook is {code(f'runbooks/{slug}.ipynb')} in the repository (the download "
-        "button above gives this page's copy). See every step with your values filled in, "
-        "running nothing; then run it on the lab VM (after `proven verify --keep`) or on a "
-        "server you reach with SSH as a user with password-less sudo:",
+        "button above gives this page's copy). On a lab VM of your own, with the lab's values "
+        "as verify uses them:",
         "",
         "```sh",
-        f"proven run {slug} --plan -p NAME=VALUE",
-        f"proven run {slug} --target lab",
-        f"proven run {slug} --target ssh://admin@server.example.org -p NAME=VALUE",
+        *aligned(
+            [
+                (f"proven run {slug} --plan", "every step with the values filled in; runs nothing"),
+                ("proven up", "a fresh lab VM, left running"),
+                *[(f"proven run {need} --target lab", "a guide this one needs") for need in needs],
+                (f"proven run {slug} --target lab", "step by step, with each step's output"),
+                (f"proven check {slug}", "the guide's checks, as verify runs them"),
+                ("proven destroy", "the VM is gone"),
+            ]
+        ),
+        "```",
+        "",
+        "On a server you reach with SSH as a user with password-less sudo, review the plan with "
+        "your values first; the values below are the runbook's own defaults:",
+        "",
+        "```sh",
+        f"{server} --plan {given}".rstrip(),
+        f"{server} {given}".rstrip(),
         "```",
         "",
     ]
+    return lines
+
+
+def needed(guide: Guide) -> list[Guide]:
+    """The guides that must run before ``guide`` on the same machine, in order."""
+    found: list[Guide] = []
+    for slug in guide.needs:
+        need = next((g for g in GUIDES if g.slug == slug), None)
+        if need is not None:
+            found += [g for g in needed(need) if g not in found] + [need]
+    return found
+
+
+def aligned(commands: Sequence[tuple[str, str]]) -> list[str]:
+    """Shell lines with their comments lined up."""
+    width = max(len(command) for command, _ in commands) + 2
+    return [f"{command:<{width}}# {comment}" for command, comment in commands]
 
 
 def markdown_cell(source: str, cell_id: str, with_id: bool) -> nbformat.NotebookNode:
@@ -434,7 +476,8 @@ def guide_notebook(
     with_id = (nb.nbformat, nb.nbformat_minor) >= (4, 5)
     badge_links = [("Verification report", links["report"]), ("Download", links["download"])]
     nb.cells.insert(0, markdown_cell(badge_html(badge, badge_links), BADGE_CELL_ID, with_id))
-    tail = verification_markdown(guide, rb, badge, (links["next_text"], links["next"]), measured)
+    next_link = (links["next_text"], links["next"])
+    tail = verification_markdown(guide, rb, badge, next_link, measured, runbook=source)
     nb.cells.append(markdown_cell(tail, VERIFICATION_CELL_ID, with_id))
     return nbformat.writes(nb)
 

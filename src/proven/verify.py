@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from proven import box, checks, host, inputs, memory, sh, state, vm
+from proven import box, checks, host, inputs, memory, sh, state, targets, vm
 from proven.errors import ProvenError
 from proven.guides import BUILD, ROOT, Guide
 from proven.report import (
@@ -39,6 +39,7 @@ from proven.runbook import (
     StepFailed,
     Target,
     check_known_parameters,
+    defaults,
     execute,
     own_parameters,
     validate_parameters,
@@ -141,6 +142,8 @@ def verify(opts: Options) -> int:
             }
             ssh_config = vm.up(env)
         target = Target(kind="ssh", ssh_config=ssh_config, netns=host.NETNS, sudo=True)
+        with run.phase("disks"):
+            check_disks(report, to_run, target)
 
         for guide in to_run:
             if not run_guide(run, guide, target, opts):
@@ -241,6 +244,21 @@ def carry_over(report: Report, previous: Report | None, guides: list[Guide]) -> 
     return selected
 
 
+def check_disks(report: Report, guides: list[Guide], target: Target) -> None:
+    """Stop before any step when a runbook names a disk the VM does not have."""
+    for guide in guides:
+        rb = report.runbook(guide.slug)
+        missing = targets.missing_disks(target, {**defaults(guide.runbook), **rb.parameters})
+        if missing:
+            rb.outcome = FAILED
+            rb.error = f"runbook {guide.slug}: no such disk on the VM: {', '.join(missing)}"
+            raise ProvenError(
+                rb.error,
+                hint="name disks the VM has, e.g. -p DISKS='/dev/vdb /dev/vdc' "
+                "(with --disks 4 it also has /dev/vdd and /dev/vde)",
+            )
+
+
 def run_guide(run: Run, guide: Guide, target: Target, opts: Options) -> bool:
     """Execute one runbook and its checks; return whether both passed."""
     rb = run.report.runbook(guide.slug)
@@ -281,6 +299,8 @@ def run_again(run: Run, guide: Guide, target: Target, opts: Options) -> None:
     rb = run.report.runbook(guide.slug)
     executed = BUILD / "executed-second" / guide.executed.name
     with run.phase(f"second run {guide.slug}") as phase:
+        paths = canary_paths(guide, rb.parameters)
+        laid = state.lay_canaries(on_vm, paths) if paths else {}
         before = state.snapshot(on_vm)
         try:
             execute(guide.runbook, executed, rb.parameters, target, step_timeout=opts.step_timeout)
@@ -289,17 +309,33 @@ def run_again(run: Run, guide: Guide, target: Target, opts: Options) -> None:
             passed = Check("second run passes", FAILED, SECOND, str(exc))
         changed = state.differences(before, state.snapshot(on_vm))
         kept = Check(
-            "second run changes no array, volume, file in /etc or /opt, or package",
+            "second run changes no array, volume, file in /etc, /opt, /srv or /var/www, or package",
             FAILED if changed else PASSED,
             SECOND,
             "\n".join(changed),
         )
         rb.checks += [passed, kept]
+        if paths:
+            spoiled = state.spoiled_canaries(on_vm, laid)
+            rb.checks.append(
+                Check(
+                    "canaries written after the first run are intact",
+                    FAILED if spoiled else PASSED,
+                    SECOND,
+                    "\n".join(spoiled) or "intact: " + ", ".join(laid),
+                )
+            )
         for line in changed:
             log.error("verify: %s: the second run changed %s", guide.slug, line)
-        if FAILED in (passed.outcome, kept.outcome):
+        if any(c.outcome == FAILED for c in rb.checks if c.stage == SECOND):
             rb.outcome = phase.outcome = FAILED
         phase.detail = f"{len(changed)} changes"
+
+
+def canary_paths(guide: Guide, parameters: dict) -> list[str]:
+    """The guide's canary paths with the run's parameters filled in."""
+    values = {**defaults(guide.runbook), **parameters}
+    return [path.format(**values) for path in guide.canaries]
 
 
 def on_vm(script: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 from pipeline_helpers import FIXTURES, ROOT, lab_leftovers, proven, report
@@ -28,16 +29,26 @@ def storage_run():
     proven("destroy", timeout=600)
 
 
-def test_storage_guide_passes_with_its_checks(storage_run):
+@pytest.fixture(scope="module")
+def storage_report(storage_run):
+    """That verify's report, read before later tests write theirs."""
+    return report()
+
+
+def test_storage_guide_passes_with_its_checks(storage_run, storage_report):
     """verify exits 0 and the report says the storage runbook passed, checks and all."""
     assert storage_run.returncode == 0, storage_run.stdout[-3000:]
-    rb = report()["runbooks"][0]
+    rb = storage_report["runbooks"][0]
 
     assert report()["outcome"] == "passed"
     assert rb["slug"] == "01-storage" and rb["outcome"] == "passed"
     assert rb["steps"] > 0 and rb["steps_run"] == rb["steps"]
     assert rb["checks_failed"] == 0 and rb["checks_passed"] >= 10
     assert {c["stage"] for c in rb["checks"]} == {"after runbook", "second run", "after reboot"}
+    canaries = next(c for c in rb["checks"] if c["name"].startswith("canaries written"))
+    assert canaries["outcome"] == "passed"
+    for path in ("/mnt/target/proven-canary", "/mnt/target/boot/proven-canary", "/dev/vg0/canary"):
+        assert path in canaries["message"]
 
 
 def test_summary_prints_every_phase_with_timings(storage_run):
@@ -128,6 +139,47 @@ def test_nothing_of_the_lab_listens_outside_loopback(storage_run):
     ]
 
     assert exposed == []
+
+
+def test_vagrants_well_known_key_no_longer_opens_the_vm(storage_run):
+    """Vagrant replaced the box's insecure key on first boot: only the VM's own key is left."""
+    insecure = next(Path("/usr/share/rubygems-integration/all/gems").glob("vagrant-*/keys"))
+    authorized = on_vm("cat ~/.ssh/authorized_keys")
+
+    public = (insecure / "vagrant.pub").read_text().split()[1]
+    assert public not in authorized
+    assert authorized.strip(), "no key at all: the VM could not be reached"
+
+
+def test_proven_run_refuses_a_disk_the_vm_lacks_before_any_step(storage_run):
+    """A DISKS entry the lab VM does not have stops `proven run` before step 1."""
+    proc = proven("run", "01-storage", "--target", "lab", "-p", "DISKS=/dev/vdb /dev/vdz")
+
+    assert proc.returncode == 2
+    assert "no such disk on the target: /dev/vdz" in proc.stdout
+    assert "step 1/" not in proc.stdout
+
+
+def test_proven_run_on_a_fresh_lab_vm_gives_the_checks_verify_gave(storage_run, storage_report):
+    """`proven up` then `proven run` of the storage guide: the same checks pass as in verify."""
+    verified = {
+        c["name"]: c["outcome"]
+        for c in storage_report["runbooks"][0]["checks"]
+        if c["stage"] == "after runbook"
+    }
+    assert proven("destroy", timeout=600).returncode == 0
+
+    up = proven("up", timeout=1200)
+    run = proven("run", "01-storage", "--target", "lab")
+    check = proven("check", "01-storage")
+
+    assert up.returncode == 0 and "the lab VM is up" in up.stdout
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert re.search(r"^runbook 01-storage: passed, (\d+)/\1 steps", run.stdout, re.M)
+    assert "/dev/vdb: free" in run.stdout  # a first run, on blank disks
+    found = re.findall(r"^(passed|failed|skipped)\s+(\S+)", check.stdout, re.M)
+    assert check.returncode == 0, check.stdout
+    assert {name: outcome for outcome, name in found} == verified
 
 
 def test_failing_step_fails_verify_and_leaves_nothing_behind(storage_run):

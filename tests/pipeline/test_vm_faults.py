@@ -109,3 +109,44 @@ def test_disk_holding_data_is_refused_without_wipe():
     assert "set WIPE='yes' to erase it" in proc.stdout
     assert report()["outcome"] == "failed"
     assert lab_leftovers() == ([], [])
+
+
+def test_hung_step_stops_at_its_limit_and_keep_leaves_the_vm_to_look_at(monkeypatch):
+    """A step past PROVEN_STEP_TIMEOUT is stopped on the VM too; --keep leaves the VM up."""
+    from proven import vm
+
+    monkeypatch.setenv("PROVEN_STEP_TIMEOUT", "30")
+    proc = proven("verify", "--runbook", str(FIXTURES / "93-hangs.ipynb"), "--no-site", "--keep")
+
+    assert proc.returncode != 0
+    assert "93-hangs" in proc.stdout and "step 1" in proc.stdout
+    assert "step stopped after 30 s (PROVEN_STEP_TIMEOUT)" in proc.stdout
+    no_passed(proc)
+    assert "VM kept; log in with: ip netns exec proven ssh -F build/vm/ssh_config" in proc.stdout
+    assert lab_leftovers()[0], "--keep left no VM"
+    left = vm.ssh("pgrep -a sleep || true", timeout=60)
+    assert left.returncode == 0 and "sleep 900" not in left.stdout
+
+    # The next plain verify clears what the kept run left before it starts; `exit` fails it.
+    proc = proven("verify", "--runbook", str(FIXTURES / "95-calls-exit.ipynb"), "--no-site")
+
+    assert "removing leftover domain proven_default" in proc.stdout
+    assert proc.returncode != 0
+    assert "95-calls-exit" in proc.stdout and "step 2 'Leave early'" in proc.stdout
+    assert "called exit 0" in proc.stdout
+    assert "after the exit" not in proc.stdout
+    no_passed(proc)
+    assert lab_leftovers() == ([], [])
+
+
+def test_disk_that_does_not_exist_is_refused_before_any_step():
+    """DISKS naming a device the VM lacks stops verify before step 1, naming the disk."""
+    proc = proven("verify", "01-storage", "-p", "DISKS=/dev/vdb /dev/vdz", "--no-site", "--force")
+    storage = report()["runbooks"][0]
+
+    assert proc.returncode != 0
+    assert "no such disk on the VM: /dev/vdz" in proc.stdout
+    assert "next:" in proc.stdout
+    assert storage["steps_run"] == 0 and storage["outcome"] != "passed"
+    no_passed(proc)
+    assert lab_leftovers() == ([], [])

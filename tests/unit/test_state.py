@@ -63,3 +63,40 @@ def test_parse_refuses_output_with_a_section_missing():
     """Output cut short (a dropped connection) is an error, not an empty section."""
     with pytest.raises(ValueError, match="packages"):
         state.parse(f"{state.MARK}arrays\n{state.MARK}volume groups\n")
+
+
+def bash(script: str) -> str:
+    """Run ``script`` here, as verify runs it on the VM; an error if it fails."""
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout
+
+
+def test_canaries_untouched_by_the_second_run_are_intact(tmp_path):
+    """Random bytes laid in files, read back unchanged: nothing spoiled."""
+    paths = [str(tmp_path / "root-canary"), str(tmp_path / "boot-canary")]
+
+    laid = state.lay_canaries(bash, paths)
+
+    assert sorted(laid) == sorted(paths)
+    assert (tmp_path / "root-canary").stat().st_size == 65536
+    assert state.spoiled_canaries(bash, laid) == []
+
+
+def test_a_changed_and_a_removed_canary_are_each_named(tmp_path):
+    """A canary overwritten or deleted by the second run is reported by path."""
+    changed, removed, kept = (tmp_path / n for n in ("changed", "removed", "kept"))
+    laid = state.lay_canaries(bash, [str(changed), str(removed), str(kept)])
+
+    changed.write_bytes(b"mkfs was here")
+    removed.unlink()
+
+    assert state.spoiled_canaries(bash, laid) == [
+        f"canary {changed}: changed",
+        f"canary {removed}: gone",
+    ]
+
+
+def test_a_missing_block_device_is_left_out_and_an_unwritable_file_is_an_error(tmp_path):
+    """/dev/... that does not exist is skipped; a file in a missing folder fails loudly."""
+    assert state.lay_canaries(bash, ["/dev/no-such-volume"]) == {}
+    with pytest.raises(subprocess.CalledProcessError):
+        state.lay_canaries(bash, [str(tmp_path / "no-such-folder" / "canary")])
