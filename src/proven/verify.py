@@ -307,6 +307,9 @@ def run_again(run: Run, guide: Guide, target: Target, opts: Options) -> None:
             passed = Check("second run passes", PASSED, SECOND)
         except StepFailed as exc:
             passed = Check("second run passes", FAILED, SECOND, str(exc))
+        except BaseException:  # Ctrl-C: a guide whose second run did not end is not proven
+            rb.outcome, rb.error = FAILED, "its second run was interrupted"
+            raise
         changed = state.differences(before, state.snapshot(on_vm))
         kept = Check(
             "second run changes no array, volume, file in /etc, /opt, /srv or /var/www, or package",
