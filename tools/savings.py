@@ -7,7 +7,9 @@ saving undone, either through the Vagrantfile's environment or by a small runboo
 tools/savings/ that runs before the guide. Writes build/savings.json and prints a table.
 
 Not measured: a VM snapshot after the base packages for development runs (not built; it
-would skip the package installs the storage and KVM guides start with, about 2 and 4 min).
+would skip the package installs the storage and KVM guides start with, about 2 and 4 min),
+and man-db's triggers (the box has no man-db to trigger: its offline repository would need
+it and its dependencies to measure them).
 
 Takes about five minutes a variant here (TCG, 2 cores). Run it with `nox -s savings`, or
 `python tools/savings.py 1 3` for the baseline and the third variant only.
@@ -29,6 +31,7 @@ VARIANTS = [
     ("every saving on (baseline)", {}, None),
     ("dpkg with fsync (no force-unsafe-io)", {}, "undo-unsafe-io"),
     ("initramfs with MODULES=most", {}, "undo-modules-dep"),
+    ("initramfs at zstd's default level, not 1", {}, "undo-zstd-level"),
     ("disks with QEMU's default cache", {"PROVEN_DISK_CACHE": "default"}, None),
     ("1 vCPU instead of 2", {"PROVEN_CPUS": "1"}, None),
 ]
