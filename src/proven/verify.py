@@ -26,6 +26,7 @@ from proven.errors import ProvenError
 from proven.guides import BUILD, ROOT, Guide
 from proven.report import (
     CARRIED,
+    DONE,
     FAILED,
     NOT_RUN,
     PASSED,
@@ -75,7 +76,9 @@ class Run:
         self.started_host = False  # this run started libvirtd and virtlogd: it stops them
 
     @contextmanager
-    def phase(self, name: str):
+    def phase(self, name: str, proves: bool = False):
+        """Time one phase; it ends `passed` when it `proves` a guide (a runbook, its checks),
+        `done` when it only made the ground for one, `failed` on any exception."""
         start = time.monotonic()
         entry = Phase(name=name, outcome=NOT_RUN, duration_s=0.0)
         self.report.phases.append(entry)
@@ -90,7 +93,7 @@ class Run:
             raise
         else:
             if entry.outcome == NOT_RUN:
-                entry.outcome = PASSED
+                entry.outcome = PASSED if proves else DONE
         finally:
             entry.duration_s = round(time.monotonic() - start, 1)
             self.report.write(REPORT)
@@ -263,7 +266,7 @@ def run_guide(run: Run, guide: Guide, target: Target, opts: Options) -> bool:
     """Execute one runbook and its checks; return whether both passed."""
     rb = run.report.runbook(guide.slug)
     rb.executed_notebook = str(guide.executed.relative_to(ROOT))
-    with run.phase(f"runbook {guide.slug}") as phase:
+    with run.phase(f"runbook {guide.slug}", proves=True) as phase:
         try:
             result = execute(
                 guide.runbook, guide.executed, rb.parameters, target, step_timeout=opts.step_timeout
@@ -281,7 +284,7 @@ def run_guide(run: Run, guide: Guide, target: Target, opts: Options) -> bool:
     if rb.outcome == FAILED:
         return False
 
-    with run.phase(f"checks {guide.slug}") as phase:
+    with run.phase(f"checks {guide.slug}", proves=True) as phase:
         rb.checks = checks.run_guide(guide, "after runbook", rb.parameters, target.ssh_config)
         rb.outcome = PASSED if rb.checks_failed == 0 and rb.checks else FAILED
         phase.outcome = rb.outcome
@@ -298,7 +301,7 @@ def run_again(run: Run, guide: Guide, target: Target, opts: Options) -> None:
     """Run the runbook a second time; it must pass and change nothing that matters."""
     rb = run.report.runbook(guide.slug)
     executed = BUILD / "executed-second" / guide.executed.name
-    with run.phase(f"second run {guide.slug}") as phase:
+    with run.phase(f"second run {guide.slug}", proves=True) as phase:
         paths = canary_paths(guide, rb.parameters)
         laid = state.lay_canaries(on_vm, paths) if paths else {}
         before = state.snapshot(on_vm)
@@ -361,7 +364,7 @@ def reboot_and_recheck(run: Run, ran: list[Guide], ssh_config: Path) -> None:
         vm.reboot()
     for guide in guides:
         rb = run.report.runbook(guide.slug)
-        with run.phase(f"checks {guide.slug} after reboot") as phase:
+        with run.phase(f"checks {guide.slug} after reboot", proves=True) as phase:
             found = checks.run_guide(guide, "after reboot", rb.parameters, ssh_config)
             rb.checks.extend(found)
             if rb.checks_failed:
@@ -437,8 +440,8 @@ def print_summary(report: Report) -> None:
     for r in report.runbooks:
         lines.append(
             f"{r.slug:<16} {r.outcome:<12} {r.duration_s:>7.1f}  "
-            f"{r.steps_run:>2}/{r.steps:<3}  {r.checks_passed} passed, "
-            f"{r.checks_failed} failed"
+            f"{r.steps_run:>2}/{r.steps:<3}  "
+            + (f"{r.checks_passed} passed, {r.checks_failed} failed" if r.checks else "none run")
         )
     lines.append("")
     lines.append(

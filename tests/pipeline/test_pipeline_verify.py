@@ -53,16 +53,21 @@ def test_storage_guide_passes_with_its_checks(storage_run, storage_report):
 
 def test_summary_prints_every_phase_with_timings(storage_run):
     """The closing table names each phase of the pipeline with its seconds."""
-    for phase in (
-        "host",
-        "box",
-        "VM up",
-        "runbook 01-storage",
-        "checks 01-storage",
-        "reboot",
-        "site",
-    ):
-        assert re.search(rf"^{re.escape(phase)}\s+passed\s+\d+\.\d", storage_run.stdout, re.M)
+    outcomes = {
+        "host": "done",
+        "box": "done",
+        "VM up": "done",
+        "disks": "done",
+        "runbook 01-storage": "passed",
+        "checks 01-storage": "passed",
+        "second run 01-storage": "passed",
+        "reboot": "done",
+        "checks 01-storage after reboot": "passed",
+        "site": "done",
+    }
+    for phase, outcome in outcomes.items():
+        line = rf"^{re.escape(phase)}\s+{outcome}\s+\d+\.\d"
+        assert re.search(line, storage_run.stdout, re.M), phase
 
 
 def test_site_shows_output_of_this_very_run(storage_run):
