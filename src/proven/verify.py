@@ -23,7 +23,7 @@ from pathlib import Path
 
 from proven import box, checks, host, inputs, memory, sh, state, targets, vm
 from proven.errors import ProvenError
-from proven.guides import BUILD, ROOT, Guide
+from proven.guides import BUILD, GUIDES, ROOT, Guide
 from proven.report import (
     CARRIED,
     DONE,
@@ -101,9 +101,6 @@ class Run:
 
 def verify(opts: Options) -> int:
     """Run the pipeline; return the exit status (0 only when every runbook passed)."""
-    # Shortcoming: the report holds the guides of this run only, so after `verify 01` the site
-    # calls every other guide "not verified" although an earlier run proved it. Keeping each
-    # unselected guide's last result (marked as carried over) would lift that.
     report = Report(
         commit=git("rev-parse", "HEAD"), commit_dirty=bool(git("status", "--porcelain"))
     )
@@ -121,6 +118,7 @@ def verify(opts: Options) -> int:
             rb.inputs = inputs.digest(guide, rb.parameters, opts.disks, opts.second_run)
         check_known_parameters([g.runbook for g in opts.guides], opts.extra)
         to_run = opts.guides if opts.force else carry_over(report, previous, opts.guides)
+        keep_unselected(report, previous, opts)
         if not to_run:
             log.info("verify: nothing changed since the last passing run; no VM needed")
             return finish_and_summarise(run, opts, env)
@@ -245,6 +243,36 @@ def carry_over(report: Report, previous: Report | None, guides: list[Guide]) -> 
         else:
             log.info("verify: %s unchanged since %s: carried over", guide.slug, rb.carried_from)
     return selected
+
+
+def keep_unselected(report: Report, previous: Report | None, opts: Options) -> None:
+    """Keep the earlier passing result of each guide this run was not asked to run.
+
+    After `verify 03` the site still shows what an earlier run proved of the other guides, as
+    carried over, when their inputs are the same as then. A run of runbooks outside
+    runbooks/ (drafts, test cases) reports those runbooks alone.
+    """
+    project = {g.slug for g in GUIDES}
+    chosen = {g.slug for g in opts.guides}
+    if previous is None or not chosen <= project:
+        return
+    for guide in GUIDES:
+        old = previous.runbook(guide.slug)
+        if guide.slug in chosen or old is None or old.outcome not in (PASSED, CARRIED):
+            continue
+        parameters = {**guide.lab_parameters, **own_parameters(guide.runbook, opts.extra)}
+        same = old.inputs == inputs.digest(guide, parameters, opts.disks, opts.second_run)
+        if not same or not (ROOT / old.executed_notebook).exists():
+            continue
+        kept = RunbookReport(**{**old.__dict__, "outcome": CARRIED})
+        kept.carried_from = old.carried_from or previous.finished
+        kept.carried_commit = old.carried_commit or previous.commit
+        report.runbooks.append(kept)
+        log.info(
+            "verify: %s not asked for; its result of %s carried over", guide.slug, kept.carried_from
+        )
+    order = [g.slug for g in GUIDES]
+    report.runbooks.sort(key=lambda rb: order.index(rb.slug))
 
 
 def check_disks(report: Report, guides: list[Guide], target: Target) -> None:

@@ -8,7 +8,7 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
 from proven import inputs, verify
-from proven.guides import ROOT, Guide
+from proven.guides import GUIDES, ROOT, Guide, by_slug, from_path
 from proven.report import CARRIED, NOT_RUN, PASSED, Check, Report, RunbookReport
 
 BASE = Guide(slug="01-base", title="Base")
@@ -124,3 +124,62 @@ def test_a_run_without_second_runs_is_not_carried_into_one_with_them(monkeypatch
     assert inputs.digest(guide, {}, 2, second_run=False) != plain
     monkeypatch.setenv("PROVEN_DISK_CACHE", "none")
     assert inputs.digest(guide, {}, 2) != plain
+
+
+def earlier_full_run(**changes) -> Report:
+    """A passing earlier report of every project guide, with the inputs they have now."""
+    previous = Report(finished="2026-12-02T08:00:00Z", commit="0ld0c0mm17")
+    for guide in GUIDES:
+        rb = RunbookReport(
+            slug=guide.slug,
+            title=guide.title,
+            outcome=PASSED,
+            inputs=inputs.digest(guide, dict(guide.lab_parameters), 2),
+            parameters=dict(guide.lab_parameters),
+            executed_notebook="README.md",
+            checks=[Check(name="test_x", outcome=PASSED, stage="after runbook")],
+        )
+        previous.runbooks.append(RunbookReport(**{**rb.__dict__, **changes.get(guide.slug, {})}))
+    return previous
+
+
+def test_guides_not_asked_for_keep_their_earlier_passing_result():
+    """After `verify 03` the other guides still show what the earlier run proved of them."""
+    chosen = by_slug("03-apache-fcgid")
+    report = Report(runbooks=[RunbookReport(slug=chosen.slug, title=chosen.title)])
+    previous = earlier_full_run(**{"05-php-benchmark": {"inputs": "changed since"}})
+
+    verify.keep_unselected(report, previous, verify.Options(guides=[chosen]))
+
+    slugs = [rb.slug for rb in report.runbooks]
+    assert slugs == [g.slug for g in GUIDES if g.slug != "05-php-benchmark"]
+    assert report.runbook(chosen.slug).outcome == NOT_RUN
+    kept = report.runbook("01-storage")
+    assert kept.outcome == CARRIED
+    assert (kept.carried_from, kept.carried_commit) == ("2026-12-02T08:00:00Z", "0ld0c0mm17")
+
+
+def test_a_failed_or_missing_earlier_result_is_not_kept():
+    """Only a passing result whose executed notebook is still there is kept."""
+    chosen = by_slug("01-storage")
+    report = Report(runbooks=[RunbookReport(slug=chosen.slug, title=chosen.title)])
+    previous = earlier_full_run(
+        **{"02-kvm-host": {"outcome": "failed"}, "04-opcache": {"executed_notebook": "gone"}}
+    )
+
+    verify.keep_unselected(report, previous, verify.Options(guides=[chosen]))
+
+    assert "02-kvm-host" not in [rb.slug for rb in report.runbooks]
+    assert "04-opcache" not in [rb.slug for rb in report.runbooks]
+    assert report.runbook("03-apache-fcgid").outcome == CARRIED
+
+
+def test_a_run_of_other_runbooks_reports_them_alone(tmp_path):
+    """A draft or test-case runbook's run does not carry the project's guides along."""
+    nbformat.write(new_notebook(cells=[new_code_cell("true")]), tmp_path / "90-draft.ipynb")
+    draft = from_path(tmp_path / "90-draft.ipynb")
+    report = Report(runbooks=[RunbookReport(slug=draft.slug, title=draft.title)])
+
+    verify.keep_unselected(report, earlier_full_run(), verify.Options(guides=[draft]))
+
+    assert [rb.slug for rb in report.runbooks] == ["90-draft"]
