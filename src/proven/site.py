@@ -614,7 +614,15 @@ def mapping(values: dict) -> str:
 def phases_table(report: Report) -> list[str]:
     if not report.phases:
         return ["## Phases", "", "The report records no phases.", ""]
-    lines = ["## Phases", "", "| Phase | Outcome | Duration | Detail |", "|---|---|--:|---|"]
+    lines = [
+        "## Phases",
+        "",
+        "Runbooks and checks pass or fail; the phases that prepare the ground for them (the "
+        "host, the box, the VM, the reboot, the clean-up, the site) are *done* or *failed*.",
+        "",
+        "| Phase | Outcome | Duration | Detail |",
+        "|---|---|--:|---|",
+    ]
     for p in report.phases:
         detail = cell(p.detail) or "–"
         row = f"| {cell(p.name)} | {outcome_html(p.outcome)} | {duration(p.duration_s)} | {detail}"
