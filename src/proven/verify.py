@@ -224,10 +224,7 @@ def carry_over(report: Report, previous: Report | None, guides: list[Guide]) -> 
         if not usable:
             must_run.add(guide.slug)
             continue
-        fresh = RunbookReport(**{**old.__dict__, "outcome": CARRIED})
-        fresh.carried_from = old.carried_from or previous.finished
-        fresh.carried_commit = old.carried_commit or previous.commit
-        report.runbooks[report.runbooks.index(rb)] = fresh
+        report.runbooks[report.runbooks.index(rb)] = carried(old, previous)
     for guide in guides:
         if guide.slug in must_run:
             must_run.update(guide.needs)
@@ -243,6 +240,14 @@ def carry_over(report: Report, previous: Report | None, guides: list[Guide]) -> 
         else:
             log.info("verify: %s unchanged since %s: carried over", guide.slug, rb.carried_from)
     return selected
+
+
+def carried(old: RunbookReport, previous: Report) -> RunbookReport:
+    """``old`` as carried over, with the date and commit of the run that proved it."""
+    kept = RunbookReport(**{**old.__dict__, "outcome": CARRIED})
+    kept.carried_from = old.carried_from or previous.finished
+    kept.carried_commit = old.carried_commit or previous.commit
+    return kept
 
 
 def keep_unselected(report: Report, previous: Report | None, opts: Options) -> None:
@@ -264,9 +269,7 @@ def keep_unselected(report: Report, previous: Report | None, opts: Options) -> N
         same = old.inputs == inputs.digest(guide, parameters, opts.disks, opts.second_run)
         if not same or not (ROOT / old.executed_notebook).exists():
             continue
-        kept = RunbookReport(**{**old.__dict__, "outcome": CARRIED})
-        kept.carried_from = old.carried_from or previous.finished
-        kept.carried_commit = old.carried_commit or previous.commit
+        kept = carried(old, previous)
         report.runbooks.append(kept)
         log.info(
             "verify: %s not asked for; its result of %s carried over", guide.slug, kept.carried_from
