@@ -99,6 +99,11 @@ class Run:
             self.report.write(REPORT)
 
 
+def run_parameters(guide: Guide, opts: Options) -> dict:
+    """The lab's values for ``guide``, overridden by the command line's that it has."""
+    return {**guide.lab_parameters, **own_parameters(guide.runbook, opts.extra)}
+
+
 def verify(opts: Options) -> int:
     """Run the pipeline; return the exit status (0 only when every runbook passed)."""
     report = Report(
@@ -113,7 +118,7 @@ def verify(opts: Options) -> int:
     env: dict[str, str] = {}
     try:
         for guide, rb in zip(opts.guides, report.runbooks, strict=True):
-            rb.parameters = {**guide.lab_parameters, **own_parameters(guide.runbook, opts.extra)}
+            rb.parameters = run_parameters(guide, opts)
             validate_parameters(guide.runbook, rb.parameters)
             rb.inputs = inputs.digest(guide, rb.parameters, opts.disks, opts.second_run)
         check_known_parameters([g.runbook for g in opts.guides], opts.extra)
@@ -215,13 +220,7 @@ def carry_over(report: Report, previous: Report | None, guides: list[Guide]) -> 
     for guide in guides:
         rb = report.runbook(guide.slug)
         old = previous.runbook(guide.slug) if previous else None
-        usable = (
-            old is not None
-            and old.outcome in (PASSED, CARRIED)
-            and old.inputs == rb.inputs
-            and (ROOT / old.executed_notebook).exists()
-        )
-        if not usable:
+        if not provable_by(old, rb.inputs):
             must_run.add(guide.slug)
             continue
         report.runbooks[report.runbooks.index(rb)] = carried(old, previous)
@@ -240,6 +239,17 @@ def carry_over(report: Report, previous: Report | None, guides: list[Guide]) -> 
         else:
             log.info("verify: %s unchanged since %s: carried over", guide.slug, rb.carried_from)
     return selected
+
+
+def provable_by(old: RunbookReport | None, inputs_now: str) -> bool:
+    """Whether an earlier result still stands: it passed, on the same inputs, and its
+    executed notebook is there to show."""
+    return (
+        old is not None
+        and old.outcome in (PASSED, CARRIED)
+        and old.inputs == inputs_now
+        and (ROOT / old.executed_notebook).exists()
+    )
 
 
 def carried(old: RunbookReport, previous: Report) -> RunbookReport:
@@ -263,11 +273,10 @@ def keep_unselected(report: Report, previous: Report | None, opts: Options) -> N
         return
     for guide in GUIDES:
         old = previous.runbook(guide.slug)
-        if guide.slug in chosen or old is None or old.outcome not in (PASSED, CARRIED):
+        if guide.slug in chosen or old is None:
             continue
-        parameters = {**guide.lab_parameters, **own_parameters(guide.runbook, opts.extra)}
-        same = old.inputs == inputs.digest(guide, parameters, opts.disks, opts.second_run)
-        if not same or not (ROOT / old.executed_notebook).exists():
+        now_in = inputs.digest(guide, run_parameters(guide, opts), opts.disks, opts.second_run)
+        if not provable_by(old, now_in):
             continue
         kept = carried(old, previous)
         report.runbooks.append(kept)
